@@ -1,0 +1,428 @@
+r"""The quantities a practitioner logs while training, and what their values mean.
+
+Parameters, gradients and updates are an ndarray or a flat ``dict[str, ndarray]``;
+norms are global (over every array of a dict), as in ``clip_by_global_norm``.
+Problems follow the ``steplab.problems`` interface (``grad``, ``hvp``, and for
+finite sums ``n``, ``grad_batch``, ``per_example_grads``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "grad_norm",
+    "update_ratio",
+    "sharpness",
+    "minibatch_variance",
+    "NoiseScale",
+    "noise_scale",
+    "noise_scale_from_norms",
+    "noise_scale_exact",
+    "effective_step_size",
+    "loss_ratio",
+]
+
+
+def _leaves(tree) -> list[np.ndarray]:
+    if isinstance(tree, dict):
+        return [np.asarray(tree[k]) for k in sorted(tree)]
+    return [np.asarray(tree)]
+
+
+def _flatten(tree) -> np.ndarray:
+    """One float64 vector from an ndarray or a dict (keys in sorted order)."""
+    return np.concatenate([leaf.ravel() for leaf in _leaves(tree)]).astype(np.float64)
+
+
+def _unflatten(vec: np.ndarray, like):
+    """Inverse of :func:`_flatten`, with the shapes and dtypes of ``like``."""
+    if not isinstance(like, dict):
+        a = np.asarray(like)
+        return vec.reshape(a.shape).astype(a.dtype, copy=False)
+    out, i = {}, 0
+    for k in sorted(like):
+        a = np.asarray(like[k])
+        out[k] = vec[i : i + a.size].reshape(a.shape).astype(a.dtype, copy=False)
+        i += a.size
+    return out
+
+
+def _sqnorm(tree) -> float:
+    return float(sum(np.sum(np.square(leaf, dtype=np.float64)) for leaf in _leaves(tree)))
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_finite_sum(problem, what: str) -> int:
+    for attr in ("n", "grad_batch"):
+        if not hasattr(problem, attr):
+            raise ValueError(
+                f"{what} needs a finite-sum problem (with n and grad_batch); "
+                f"{type(problem).__name__} has no {attr!r}"
+            )
+    return int(problem.n)
+
+
+def _check_batch_size(name: str, value, n: int, replace: bool) -> int:
+    b = _check_positive_int(name, value)
+    if not replace and b > n:
+        raise ValueError(f"{name} must be <= n = {n} when sampling without replacement, got {b}")
+    return b
+
+
+def grad_norm(grads) -> float:
+    r"""Global Euclidean norm $\|g\|_2 = \big(\sum_{\text{arrays } a} \sum_i a_i^2\big)^{1/2}$.
+
+    Args:
+        grads: an ndarray or a dict of ndarrays.
+
+    Trouble: a norm that grows over several steps while the loss rises means
+    the step size is above the stability limit; isolated spikes of 10x or more
+    are what gradient clipping guards against; a norm that is not finite means
+    the run has already diverged.
+    """
+    return float(np.sqrt(_sqnorm(grads)))
+
+
+def update_ratio(updates, params, per_array: bool = False):
+    r"""Update-to-parameter ratio $\|\Delta\theta\|_2 / \|\theta\|_2$.
+
+    Args:
+        updates: the update $\Delta\theta$ applied this step (same structure as ``params``).
+        params: the parameters the update is applied to.
+        per_array: for a dict, return ``{key: ratio}`` per array instead of the global ratio.
+
+    Returns:
+        The ratio (0 when both norms are 0, ``inf`` when only the parameter norm is 0).
+
+    Trouble: for neural networks a ratio around $10^{-3}$ per step is the
+    usual healthy range (Karpathy's rule of thumb); above about $10^{-2}$ the
+    learning rate is likely too large (parameters are rewritten each step),
+    below about $10^{-4}$ it is likely too small. A layer whose ratio is far
+    from the others is learning at a different speed (what LARS and LAMB fix).
+
+    Reference: A. Karpathy, CS231n notes, "Babysitting the learning process".
+    """
+
+    def ratio(u, p) -> float:
+        nu, np_ = np.sqrt(_sqnorm(u)), np.sqrt(_sqnorm(p))
+        if np_ == 0:
+            return 0.0 if nu == 0 else float("inf")
+        return float(nu / np_)
+
+    if per_array:
+        if not isinstance(params, dict):
+            raise ValueError("per_array=True needs dict params, got an array")
+        return {k: ratio(updates[k], params[k]) for k in params}
+    return ratio(updates, params)
+
+
+def sharpness(problem, theta, iters: int = 100, seed: int = 0, tol: float = 1e-10) -> float:
+    r"""Top Hessian eigenvalue by power iteration on Hessian-vector products.
+
+    $v_{k+1} = H v_k / \|H v_k\|$, $\lambda_k = v_k^\top H v_k$, with $H = \nabla^2 f(\theta)$
+    applied through ``problem.hvp(theta, v)``. Power iteration finds the
+    eigenvalue of largest magnitude; for a convex problem (and near a minimum
+    of any problem) that is the largest eigenvalue.
+
+    Args:
+        problem: has ``hvp(theta, v)``.
+        theta: where to measure (ndarray or dict).
+        iters: maximum number of Hessian-vector products.
+        seed: seed of the random start vector.
+        tol: stop when $|\lambda_k - \lambda_{k-1}| \le \text{tol}\,|\lambda_k|$.
+
+    Trouble: gradient descent with step $\eta$ is stable on a quadratic only
+    while sharpness $< 2/\eta$. Sharpness that rises to about $2/\eta$ and
+    hovers there is the edge of stability; well above $2/\eta$ the loss blows up.
+
+    Reference: Cohen et al., "Gradient Descent on Neural Networks Typically
+    Occurs at the Edge of Stability", ICLR 2021.
+    """
+    iters = _check_positive_int("iters", iters)
+    if not hasattr(problem, "hvp"):
+        raise ValueError(f"sharpness needs problem.hvp; {type(problem).__name__} has none")
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(_flatten(theta).size)
+    v /= np.linalg.norm(v)
+    lam_prev = np.inf
+    lam = 0.0
+    for _ in range(iters):
+        hv = _flatten(problem.hvp(theta, _unflatten(v, theta)))
+        lam = float(v @ hv)
+        norm = np.linalg.norm(hv)
+        if norm == 0:
+            return 0.0
+        v = hv / norm
+        if abs(lam - lam_prev) <= tol * abs(lam):
+            break
+        lam_prev = lam
+    return lam
+
+
+def minibatch_variance(
+    problem, theta, batch_size: int, n_batches: int = 100, seed: int = 0, replace: bool = False
+) -> float:
+    r"""Monte Carlo estimate of $\mathbb{E}\,\|g_B - \nabla f(\theta)\|^2$.
+
+    $g_B = \frac{1}{B}\sum_{i \in B} \nabla f_i(\theta)$ over a batch of size $B$
+    drawn uniformly (without replacement inside the batch unless ``replace``).
+    With $\sigma^2 = \frac1n \sum_i \|\nabla f_i - \nabla f\|^2$ the exact value is
+    $\frac{\sigma^2}{B}$ with replacement and $\frac{\sigma^2}{B}\frac{n-B}{n-1}$ without.
+
+    Args:
+        problem: a finite sum (``n``, ``grad``, ``grad_batch``).
+        theta: where to measure.
+        batch_size: $B$.
+        n_batches: number of independent batches averaged.
+        seed: seed of ``np.random.default_rng``.
+        replace: sample each batch with replacement.
+
+    Trouble: when this variance is much larger than $\|\nabla f\|^2$ the
+    gradient is mostly noise: a larger batch or a smaller step helps; when it
+    is much smaller, a larger batch wastes computation.
+    """
+    n = _check_finite_sum(problem, "minibatch_variance")
+    b = _check_batch_size("batch_size", batch_size, n, replace)
+    n_batches = _check_positive_int("n_batches", n_batches)
+    rng = np.random.default_rng(seed)
+    g = _flatten(problem.grad(theta))
+    total = 0.0
+    for _ in range(n_batches):
+        idx = rng.choice(n, size=b, replace=replace)
+        total += float(np.sum((_flatten(problem.grad_batch(theta, idx)) - g) ** 2))
+    return total / n_batches
+
+
+class NoiseScale(NamedTuple):
+    """The simple noise scale and the two quantities it is the ratio of."""
+
+    b_simple: float
+    """$\\mathcal{B}_{\\text{simple}} = \\operatorname{tr}(\\Sigma) / \\|G\\|^2$."""
+    trace_sigma: float
+    """$\\operatorname{tr}(\\Sigma)$, trace of the per-example gradient covariance."""
+    grad_sq: float
+    """$\\|G\\|^2$, squared norm of the full gradient."""
+
+
+def noise_scale(
+    problem,
+    theta,
+    batch_small: int,
+    batch_big: int,
+    n_batches: int = 1,
+    seed: int = 0,
+    replace: bool = True,
+) -> NoiseScale:
+    r"""Gradient noise scale $\mathcal{B}_{\text{simple}} = \operatorname{tr}(\Sigma)/\|G\|^2$ from two batch sizes.
+
+    With replacement, $\mathbb{E}\|g_B\|^2 = \|G\|^2 + \operatorname{tr}(\Sigma)/B$, so the
+    measured $\|g_{\text{small}}\|^2$ and $\|g_{\text{big}}\|^2$ give the unbiased estimates
+
+    $$\widehat{\|G\|^2} = \frac{B_{\text{big}}\|g_{\text{big}}\|^2 - B_{\text{small}}\|g_{\text{small}}\|^2}{B_{\text{big}} - B_{\text{small}}},\qquad
+    \widehat{\operatorname{tr}\Sigma} = \frac{\|g_{\text{small}}\|^2 - \|g_{\text{big}}\|^2}{1/B_{\text{small}} - 1/B_{\text{big}}}.$$
+
+    Without replacement $1/B$ becomes $c_B = \frac{1}{B}\frac{n-B}{n-1}$ (finite-population
+    correction) and the same two equations are solved with $c_B$, which keeps
+    both estimates unbiased. $\Sigma$ is the covariance of the per-example
+    gradients, $\frac1n\sum_i (\nabla f_i - G)(\nabla f_i - G)^\top$.
+
+    Each squared norm is averaged over ``n_batches`` independent batches before the
+    estimates are formed; the ratio is then taken of the averages (a ratio of
+    unbiased estimates is not unbiased, but it is consistent). With few batches
+    $\widehat{\|G\|^2}$ can be negative near a minimum; the ratio is then meaningless.
+
+    Args:
+        problem: a finite sum (``n``, ``grad_batch``).
+        theta: where to measure.
+        batch_small, batch_big: the two batch sizes, ``batch_small < batch_big``.
+        n_batches: batches drawn at each size.
+        seed: seed of ``np.random.default_rng``.
+        replace: sample batches with replacement (the i.i.d. setting of the paper).
+
+    Returns:
+        ``NoiseScale(b_simple, trace_sigma, grad_sq)``.
+
+    Trouble: $\mathcal{B}_{\text{simple}}$ approximates the critical batch size.
+    Training with batches much larger than it wastes computation (steps stop
+    getting fewer); much smaller, steps are dominated by noise. It grows as the
+    loss falls, so the useful batch size grows during training.
+
+    Reference: McCandlish, Kaplan, Amodei et al., "An Empirical Model of
+    Large-Batch Training", 2018, Appendix A.
+    """
+    n = _check_finite_sum(problem, "noise_scale")
+    bs = _check_batch_size("batch_small", batch_small, n, replace)
+    bb = _check_batch_size("batch_big", batch_big, n, replace)
+    if not bs < bb:
+        raise ValueError(f"batch_small must be < batch_big, got {bs} and {bb}")
+    n_batches = _check_positive_int("n_batches", n_batches)
+    rng = np.random.default_rng(seed)
+
+    def mean_sqnorm(b: int) -> float:
+        return float(
+            np.mean(
+                [
+                    _sqnorm(problem.grad_batch(theta, rng.choice(n, size=b, replace=replace)))
+                    for _ in range(n_batches)
+                ]
+            )
+        )
+
+    sq_small, sq_big = mean_sqnorm(bs), mean_sqnorm(bb)
+    return noise_scale_from_norms(sq_small, sq_big, bs, bb, n=None if replace else n)
+
+
+def noise_scale_from_norms(
+    sq_small: float, sq_big: float, batch_small: int, batch_big: int, n: int | None = None
+) -> NoiseScale:
+    r"""The two-batch-size estimators of :func:`noise_scale`, from measured squared norms.
+
+    Given $\|g_{\text{small}}\|^2$ and $\|g_{\text{big}}\|^2$ (single measurements or
+    averages, e.g. the per-worker and the all-reduced gradient in data-parallel
+    training) and $c_B = 1/B$ (or $\frac{1}{B}\frac{n-B}{n-1}$ when batches are drawn
+    without replacement from $n$ examples),
+
+    $$\widehat{\|G\|^2} = \frac{c_{\text{small}}\|g_{\text{big}}\|^2 - c_{\text{big}}\|g_{\text{small}}\|^2}{c_{\text{small}} - c_{\text{big}}},\qquad
+    \widehat{\operatorname{tr}\Sigma} = \frac{\|g_{\text{small}}\|^2 - \|g_{\text{big}}\|^2}{c_{\text{small}} - c_{\text{big}}}.$$
+
+    Both are linear in the measured norms, hence unbiased whenever
+    $\mathbb{E}\|g_B\|^2 = \|G\|^2 + c_B \operatorname{tr}\Sigma$.
+
+    Args:
+        sq_small, sq_big: measured $\|g_B\|^2$ at the two batch sizes.
+        batch_small, batch_big: the batch sizes, ``batch_small < batch_big``.
+        n: number of examples when batches were drawn without replacement; None for
+            sampling with replacement (or from an infinite stream).
+
+    Returns:
+        ``NoiseScale(b_simple, trace_sigma, grad_sq)``.
+
+    Trouble: a negative ``grad_sq`` (or ``trace_sigma``) means the measurements are too noisy
+    for the two batch sizes: average more batches or move the sizes further apart. For the
+    meaning of the value itself see :func:`noise_scale`.
+
+    Reference: McCandlish et al., "An Empirical Model of Large-Batch Training", 2018, Appendix A.
+    """
+    bs = _check_positive_int("batch_small", batch_small)
+    bb = _check_positive_int("batch_big", batch_big)
+    if not bs < bb:
+        raise ValueError(f"batch_small must be < batch_big, got {bs} and {bb}")
+    if n is not None:
+        n = _check_positive_int("n", n)
+        if bb > n or n < 2:
+            raise ValueError(f"n must be >= batch_big = {bb} and >= 2, got {n}")
+
+    def c(b: int) -> float:
+        return 1.0 / b if n is None else (n - b) / (b * (n - 1))
+
+    cs, cb = c(bs), c(bb)
+    trace_sigma = (sq_small - sq_big) / (cs - cb)
+    grad_sq = (cs * sq_big - cb * sq_small) / (cs - cb)
+    b_simple = trace_sigma / grad_sq if grad_sq != 0 else float("inf")
+    return NoiseScale(float(b_simple), float(trace_sigma), float(grad_sq))
+
+
+def noise_scale_exact(problem, theta) -> NoiseScale:
+    r"""$\mathcal{B}_{\text{simple}} = \operatorname{tr}(\Sigma)/\|G\|^2$ from all per-example gradients.
+
+    $G = \frac1n \sum_i \nabla f_i(\theta)$ and
+    $\operatorname{tr}(\Sigma) = \frac1n \sum_i \|\nabla f_i(\theta) - G\|^2$.
+    Costs $n$ gradients; use it to check :func:`noise_scale` on small problems.
+
+    Args:
+        problem: has ``per_example_grads(theta)`` (array ``(n, dim)`` or dict of arrays
+            with a leading example axis).
+        theta: where to measure.
+
+    Trouble: see :func:`noise_scale`.
+    """
+    if not hasattr(problem, "per_example_grads"):
+        raise ValueError(
+            f"noise_scale_exact needs problem.per_example_grads; {type(problem).__name__} has none"
+        )
+    pe = problem.per_example_grads(theta)
+    if isinstance(pe, dict):
+        n = next(iter(pe.values())).shape[0]
+        G_i = np.concatenate([np.asarray(pe[k]).reshape(n, -1) for k in sorted(pe)], axis=1)
+    else:
+        pe = np.asarray(pe)
+        G_i = pe.reshape(pe.shape[0], -1)
+    G_i = G_i.astype(np.float64)
+    G = G_i.mean(axis=0)
+    trace_sigma = float(np.mean(np.sum((G_i - G) ** 2, axis=1)))
+    grad_sq = float(G @ G)
+    b_simple = trace_sigma / grad_sq if grad_sq != 0 else float("inf")
+    return NoiseScale(b_simple, trace_sigma, grad_sq)
+
+
+def effective_step_size(lr: float, v_hat, eps: float = 1e-8):
+    r"""Per-coordinate step size of an adaptive method, $\eta / (\sqrt{\hat v} + \epsilon)$.
+
+    Adam's update is $-\eta\, \hat m / (\sqrt{\hat v} + \epsilon)$: plain SGD on
+    $\hat m$ with this step size in each coordinate (Adagrad and RMSprop alike,
+    with their accumulators as $\hat v$).
+
+    Args:
+        lr: the learning rate $\eta$.
+        v_hat: the (bias-corrected) second-moment estimate, ndarray or dict, >= 0.
+        eps: the stabilizer $\epsilon$ (outside the square root, as in torch).
+
+    Returns:
+        An array (or dict of arrays) of the same shape as ``v_hat``.
+
+    Trouble: a spread over many orders of magnitude means some coordinates
+    barely move while others take huge steps; values near $\eta/\epsilon$ mean
+    $\epsilon$ dominates (those coordinates do SGD with step $\eta/\epsilon$);
+    a sudden jump after a quiet stretch (second moment collapsed to ~0) is the
+    precursor of a loss spike.
+    """
+    if not lr >= 0:
+        raise ValueError(f"lr must be >= 0, got {lr}")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+
+    def one(v, key=None):
+        v = np.asarray(v)
+        if np.any(~(v >= 0)):
+            where = "v_hat" if key is None else f"v_hat[{key!r}]"
+            raise ValueError(f"{where} must be >= 0 everywhere, got min {np.min(v)}")
+        with np.errstate(divide="ignore"):
+            return lr / (np.sqrt(v) + eps)
+
+    if isinstance(v_hat, dict):
+        return {k: one(v, k) for k, v in v_hat.items()}
+    return one(v_hat)
+
+
+def loss_ratio(losses, window: int = 1, f_star: float = 0.0) -> np.ndarray:
+    r"""Ratio of suboptimality across a window, $r_t = \dfrac{L_{t+w} - f^*}{L_t - f^*}$.
+
+    For gradient descent converging linearly with contraction $q$ per step,
+    $r_t \to q^{w}$ (on a quadratic with step $\eta$, $q = \max_i (1 - \eta\lambda_i)^2$).
+
+    Args:
+        losses: a sequence of losses $L_0, L_1, \dots$ (e.g. ``History.loss``).
+        window: $w$, steps between the two losses compared.
+        f_star: the optimal value if known (else 0, the usual lower bound of a loss).
+
+    Returns:
+        Array of length ``len(losses) - window``.
+
+    Trouble: $r > 1$ (loss rising) means the learning rate is too large;
+    $r$ stuck just below 1 means it is too small or the run has reached its
+    noise floor; a steady $r$ well below 1 is healthy linear progress.
+    """
+    w = _check_positive_int("window", window)
+    L = np.asarray(losses, dtype=np.float64) - f_star
+    if L.ndim != 1 or L.size <= w:
+        raise ValueError(f"losses must be 1-D and longer than window = {w}, got shape {L.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return L[w:] / L[:-w]

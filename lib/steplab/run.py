@@ -1,0 +1,518 @@
+r"""The optimization loop and the History it records.
+
+$$\theta_{t+1} = \theta_t + u_t, \qquad (u_t, s_{t+1}) = \mathrm{update}(g_t, s_t, \theta_t),$$
+
+with $g_t = \nabla f(\theta_t)$ (full batch) or $g_t = \frac{1}{B}\sum_{i\in B_t}\nabla f_i(\theta_t)$
+(a minibatch drawn without replacement, fresh each step).
+
+- :func:`minimize` runs one optimizer on one problem and returns a :class:`History`.
+- :func:`minimize_online` runs an online problem (a loss $f_t$ per round, a projection onto
+  the feasible set), such as the Reddi et al. counterexample.
+- :func:`sweep_lr` runs gradient descent (optionally with heavy-ball or Nesterov momentum) for many
+  learning rates at once on a problem with ``batched = True``; it returns the same Histories as a
+  loop of :func:`minimize` calls with ``steplab.optim.sgd``, several times faster.
+
+A run *diverges* when the loss becomes non-finite, its magnitude exceeds
+``diverge_factor * max(|f(theta_0)|, 1)``, or the gradient or the parameters become non-finite.
+The run then stops: every recorded array holds finite values up to the last good iterate,
+``History.diverged_at`` is the index of the first bad iterate, and ``History.reason`` says what
+went wrong. Floating-point warnings (overflow, invalid values) raised by numpy inside the loop are
+silenced, since the loop detects their result itself.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import optim
+
+__all__ = ["History", "minimize", "minimize_online", "sweep_lr"]
+
+
+@dataclass
+class History:
+    r"""What a run recorded.
+
+    Attributes:
+        loss: $f(\theta_t)$ for $t = 0, \dots, T$ (length ``steps + 1``; the full objective
+            even for minibatch runs). For :func:`minimize_online`, the online losses
+            $f_t(\theta_t)$, $t = 1, \dots, T$ (length ``steps``).
+        grad_norm: $\|g_t\|$ of the gradient handed to the optimizer at step $t$ (a minibatch
+            gradient when ``batch_size`` is set), length ``steps``.
+        update_norm: $\|\theta_{t+1} - \theta_t\|$, length ``steps``.
+        lr: the learning rate each update used (``None`` when the optimizer has none to read).
+        metrics: extra per-step series, name -> array of length ``steps``.
+        params: the last good parameters $\theta_T$.
+        trajectory: $\theta_0, \dots, \theta_T$ when kept (an array ``(T + 1, dim)`` for array
+            parameters, a list of dicts for dict parameters), else ``None``.
+        diverged_at: index of the first iterate that failed the divergence test, or ``None``.
+        reason: why the run was stopped, or ``None``.
+    """
+
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    update_norm: np.ndarray
+    lr: np.ndarray | None
+    params: Any
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    trajectory: Any = None
+    diverged_at: int | None = None
+    reason: str | None = None
+
+    @property
+    def steps(self) -> int:
+        """Number of updates recorded."""
+        return int(self.grad_norm.size)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        """A series by name: ``loss``, ``grad_norm``, ``update_norm``, ``lr`` or a metric."""
+        if key in ("loss", "grad_norm", "update_norm", "lr"):
+            value = getattr(self, key)
+            if value is None:
+                raise KeyError(f"this run recorded no {key!r}")
+            return value
+        if key in self.metrics:
+            return self.metrics[key]
+        known = ["loss", "grad_norm", "update_norm"] + (["lr"] if self.lr is not None else [])
+        raise KeyError(f"no series {key!r}; this run has {known + sorted(self.metrics)}")
+
+    def suboptimality(self, f_star: float) -> np.ndarray:
+        r"""$f(\theta_t) - f^\star$ for every recorded iterate."""
+        return self.loss - f_star
+
+    def plot(self, ax=None, key: str = "loss", log: bool = True, f_star: float | None = None,
+             label: str | None = None):
+        """Plot one series against the step (see :func:`steplab.plotting.loss_curves`)."""
+        from . import plotting
+
+        return plotting.loss_curves({label or key: self}, ax=ax, key=key, log=log, f_star=f_star)
+
+    def __repr__(self) -> str:
+        status = f"diverged at {self.diverged_at} ({self.reason})" if self.diverged else "finished"
+        last = f"{self.loss[-1]:.4g}" if self.loss.size else "n/a"
+        return f"History(steps={self.steps}, final loss={last}, {status})"
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _check_steps(steps) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    return int(steps)
+
+
+def _check_diverge_factor(diverge_factor) -> float:
+    if isinstance(diverge_factor, bool) or not isinstance(diverge_factor, numbers.Real) or not diverge_factor > 1:
+        raise ValueError(f"diverge_factor must be a number > 1, got {diverge_factor!r}")
+    return float(diverge_factor)
+
+
+def _check_metrics(metrics) -> dict[str, Callable]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics must be a dict name -> fn(theta, grad, update, state), got {metrics!r}")
+    for name, fn in metrics.items():
+        if not callable(fn):
+            raise ValueError(f"metrics[{name!r}] must be callable, got {fn!r}")
+        if name in ("loss", "grad_norm", "update_norm", "lr"):
+            raise ValueError(f"metrics[{name!r}] would shadow a built-in series; choose another name")
+    return dict(metrics)
+
+
+def _copy(tree):
+    return optim.tree_map(lambda a: np.array(a, copy=True), tree)
+
+
+def _initial_params(problem, theta0, seed):
+    if theta0 is None:
+        return problem.init_params(seed)
+    return _copy(theta0)
+
+
+def _loss_threshold(loss0: float, diverge_factor: float) -> float:
+    if not np.isfinite(loss0):
+        raise ValueError(f"the initial loss f(theta0) must be finite, got {loss0}")
+    return diverge_factor * max(abs(loss0), 1.0)
+
+
+def _stack_trajectory(thetas: list):
+    if thetas and not isinstance(thetas[0], dict):
+        return np.stack(thetas)
+    return thetas
+
+
+def _progress(steps: int, progress: bool):
+    if not progress:
+        return range(steps), None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(steps), desc="steps", leave=False)
+    return bar, bar
+
+
+# ------------------------------------------------------------------ minimize
+
+
+def minimize(
+    problem,
+    optimizer: optim.GradientTransformation,
+    steps: int,
+    batch_size: int | None = None,
+    seed: int = 0,
+    theta0=None,
+    metrics: dict[str, Callable] | None = None,
+    keep_trajectory: bool = False,
+    diverge_factor: float = 1e6,
+    progress: bool = False,
+) -> History:
+    r"""Run ``optimizer`` on ``problem`` for ``steps`` updates.
+
+    $$g_t = \nabla f(\theta_t)\ \text{or}\ \tfrac1B\textstyle\sum_{i\in B_t}\nabla f_i(\theta_t),
+    \qquad (u_t, s_{t+1}) = \mathrm{update}(g_t, s_t, \theta_t), \qquad \theta_{t+1} = \theta_t + u_t.$$
+
+    Args:
+        problem: has ``value``, ``grad``, ``init_params``; for minibatches also ``n`` and
+            ``grad_batch``.
+        optimizer: a ``steplab.optim.GradientTransformation``.
+        steps: number of updates $T$.
+        batch_size: ``None`` for the full gradient, else $B$ examples drawn without replacement
+            at each step from ``np.random.default_rng(seed)``.
+        seed: seeds the minibatch sampler and, when ``theta0`` is None, ``problem.init_params``.
+        theta0: starting parameters (copied; default ``problem.init_params(seed)``).
+        metrics: extra series, name -> ``fn(theta, grad, update, state) -> float``, called at
+            every step with $\theta_t$, $g_t$, $u_t$ and the optimizer state after the update.
+        keep_trajectory: record every iterate in ``History.trajectory``.
+        diverge_factor: the run stops when $|f(\theta_t)| > $ ``diverge_factor`` $\cdot
+            \max(|f(\theta_0)|, 1)$ or anything becomes non-finite.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        A :class:`History`.
+
+    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
+    Learning", SIAM Review 60(2), 2018, Algorithm 4.1.
+    """
+    steps = _check_steps(steps)
+    diverge_factor = _check_diverge_factor(diverge_factor)
+    metric_fns = _check_metrics(metrics)
+    if not isinstance(optimizer, optim.GradientTransformation):
+        raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
+    n = None
+    if batch_size is not None:
+        if not (hasattr(problem, "grad_batch") and hasattr(problem, "n")):
+            raise ValueError(
+                f"batch_size={batch_size!r} needs a finite-sum problem with n and grad_batch; "
+                f"{type(problem).__name__} has none (use batch_size=None)"
+            )
+        n = int(problem.n)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must be an integer in [1, n = {n}], got {batch_size!r}")
+        batch_size = int(batch_size)
+    rng = np.random.default_rng(seed)
+
+    theta = _initial_params(problem, theta0, seed)
+    state = optimizer.init(theta)
+    has_lr = optim.current_lr(state) is not None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss0 = float(problem.value(theta))
+    threshold = _loss_threshold(loss0, diverge_factor)
+
+    losses, gnorms, unorms, lrs = [loss0], [], [], []
+    series = {name: [] for name in metric_fns}
+    thetas = [_copy(theta)] if keep_trajectory else None
+    diverged_at, reason = None, None
+    it, bar = _progress(steps, progress)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in it:
+            if batch_size is None:
+                g = problem.grad(theta)
+            else:
+                g = problem.grad_batch(theta, rng.choice(n, size=batch_size, replace=False))
+            if not optim.tree_all_finite(g):
+                diverged_at, reason = t, "non-finite gradient"
+                break
+            updates, new_state = optimizer.update(g, state, theta)
+            new_theta = optim.apply_updates(theta, updates)
+            if not optim.tree_all_finite(new_theta):
+                diverged_at, reason = t + 1, "non-finite parameters"
+                break
+            loss = float(problem.value(new_theta))
+            if not np.isfinite(loss):
+                diverged_at, reason = t + 1, f"loss is {loss}"
+                break
+            if abs(loss) > threshold:
+                diverged_at = t + 1
+                reason = f"|loss| = {abs(loss):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
+                break
+            gnorms.append(optim.tree_norm(g))
+            unorms.append(optim.tree_norm(updates))
+            if has_lr:
+                lrs.append(optim.current_lr(new_state))
+            for name, fn in metric_fns.items():
+                series[name].append(float(fn(theta, g, updates, new_state)))
+            losses.append(loss)
+            theta, state = new_theta, new_state
+            if keep_trajectory:
+                thetas.append(_copy(theta))
+            if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+    if bar is not None:
+        bar.close()
+
+    return History(
+        loss=np.array(losses),
+        grad_norm=np.array(gnorms),
+        update_norm=np.array(unorms),
+        lr=np.array(lrs, dtype=np.float64) if has_lr else None,
+        params=theta,
+        metrics={name: np.array(v) for name, v in series.items()},
+        trajectory=_stack_trajectory(thetas) if keep_trajectory else None,
+        diverged_at=diverged_at,
+        reason=reason,
+    )
+
+
+# ------------------------------------------------------------------ online
+
+
+def minimize_online(
+    problem,
+    optimizer: optim.GradientTransformation,
+    steps: int,
+    theta0=None,
+    metrics: dict[str, Callable] | None = None,
+    keep_trajectory: bool = False,
+    progress: bool = False,
+) -> History:
+    r"""Projected online optimization: one loss $f_t$ per round $t = 1, \dots, T$.
+
+    $$g_t = \nabla f_t(\theta_t), \qquad (u_t, s_{t+1}) = \mathrm{update}(g_t, s_t, \theta_t),
+    \qquad \theta_{t+1} = \Pi_{\mathcal F}(\theta_t + u_t).$$
+
+    ``History.loss`` holds the online losses $f_t(\theta_t)$ (length ``steps``), and
+    ``update_norm`` the projected step $\|\theta_{t+1} - \theta_t\|$. When the problem has
+    ``average_regret(thetas)``, ``History.metrics["average_regret"]`` holds
+    $R_t / t = \frac1t\sum_{s\le t} f_s(\theta_s) - f_s(\theta^\star)$.
+
+    Args:
+        problem: has ``value_at(theta, t)``, ``grad_at(theta, t)``, ``project(theta)`` and
+            ``init_params()`` (e.g. ``steplab.problems.ReddiCounterexample``).
+        optimizer: a ``steplab.optim.GradientTransformation``.
+        steps: number of rounds $T$.
+        theta0: starting point (default ``problem.init_params()``), projected first.
+        metrics: as in :func:`minimize`.
+        keep_trajectory: record $\theta_1, \dots, \theta_{T+1}$.
+        progress: show a tqdm progress bar.
+
+    A non-finite gradient or iterate stops the run as in :func:`minimize`.
+
+    Reference: Zinkevich, "Online Convex Programming and Generalized Infinitesimal Gradient
+    Ascent", ICML 2003; Reddi, Kale and Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
+    """
+    steps = _check_steps(steps)
+    metric_fns = _check_metrics(metrics)
+    for attr in ("value_at", "grad_at", "project"):
+        if not hasattr(problem, attr):
+            raise ValueError(
+                f"minimize_online needs problem.{attr}; {type(problem).__name__} has none (use minimize)"
+            )
+    if not isinstance(optimizer, optim.GradientTransformation):
+        raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
+    theta = problem.project(_initial_params(problem, theta0, 0))
+    state = optimizer.init(theta)
+    has_lr = optim.current_lr(state) is not None
+    losses, gnorms, unorms, lrs, iterates = [], [], [], [], [_copy(theta)]
+    series = {name: [] for name in metric_fns}
+    diverged_at, reason = None, None
+    it, bar = _progress(steps, progress)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in it:
+            t = i + 1
+            loss = float(problem.value_at(theta, t))
+            g = problem.grad_at(theta, t)
+            if not (np.isfinite(loss) and optim.tree_all_finite(g)):
+                diverged_at, reason = i, "non-finite loss or gradient"
+                break
+            updates, new_state = optimizer.update(g, state, theta)
+            new_theta = problem.project(optim.apply_updates(theta, updates))
+            if not optim.tree_all_finite(new_theta):
+                diverged_at, reason = i + 1, "non-finite parameters"
+                break
+            losses.append(loss)
+            gnorms.append(optim.tree_norm(g))
+            unorms.append(optim.tree_norm(optim.tree_map(np.subtract, new_theta, theta)))
+            if has_lr:
+                lrs.append(optim.current_lr(new_state))
+            for name, fn in metric_fns.items():
+                series[name].append(float(fn(theta, g, updates, new_state)))
+            theta, state = new_theta, new_state
+            iterates.append(_copy(theta))
+            if bar is not None and (i % max(1, steps // 100) == 0 or i == steps - 1):
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+    if bar is not None:
+        bar.close()
+    out = {name: np.array(v) for name, v in series.items()}
+    if hasattr(problem, "average_regret") and losses and "average_regret" not in out:
+        out["average_regret"] = np.asarray(problem.average_regret(np.stack(iterates[:-1])))
+    return History(
+        loss=np.array(losses),
+        grad_norm=np.array(gnorms),
+        update_norm=np.array(unorms),
+        lr=np.array(lrs, dtype=np.float64) if has_lr else None,
+        params=theta,
+        metrics=out,
+        trajectory=_stack_trajectory(iterates) if keep_trajectory else None,
+        diverged_at=diverged_at,
+        reason=reason,
+    )
+
+
+# ------------------------------------------------------------------ vectorized sweeps
+
+
+def sweep_lr(
+    problem,
+    lrs,
+    steps: int,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    theta0=None,
+    seed: int = 0,
+    keep_trajectory: bool = False,
+    diverge_factor: float = 1e6,
+) -> list[History]:
+    r"""Full-batch gradient descent for many learning rates at once.
+
+    For each $\eta_j$ in ``lrs``, from the same $\theta_0$ (torch's SGD, dampening 0):
+
+    $$b_t = \mu\, b_{t-1} + \nabla f(\theta_t),\ b_{-1} = 0, \qquad
+    \theta_{t+1} = \theta_t - \eta_j \cdot \begin{cases} b_t & \text{heavy ball (or GD, } \mu = 0)\\
+    \nabla f(\theta_t) + \mu b_t & \text{Nesterov}\end{cases}$$
+
+    All rates advance together as one stack of parameters of shape ``(k, dim)``, so the problem
+    must have ``batched = True`` (``Quadratic``, ``LeastSquares``). A rate that diverges is frozen
+    at its last good iterate and its History trimmed, exactly as :func:`minimize` would do; the
+    others go on.
+
+    Args:
+        problem: a problem with ``batched = True``.
+        lrs: the learning rates $\eta_j \ge 0$ (1-D).
+        steps: number of updates.
+        momentum: $\mu \in [0, 1)$.
+        nesterov: Nesterov's form (needs ``momentum > 0``).
+        theta0: common starting point (default ``problem.init_params(seed)``).
+        seed: seed of ``problem.init_params`` when ``theta0`` is None.
+        keep_trajectory: keep every iterate of every run.
+        diverge_factor: as in :func:`minimize`.
+
+    Returns:
+        One :class:`History` per learning rate, equal (to rounding) to
+        ``minimize(problem, optim.sgd(lr, momentum, nesterov), steps, theta0=theta0)``.
+    """
+    steps = _check_steps(steps)
+    diverge_factor = _check_diverge_factor(diverge_factor)
+    if not getattr(problem, "batched", False):
+        raise ValueError(
+            f"sweep_lr needs a problem with batched = True; {type(problem).__name__} is not "
+            "(run minimize in a loop instead)"
+        )
+    lr = np.asarray(lrs, dtype=np.float64)
+    if lr.ndim != 1 or lr.size == 0:
+        raise ValueError(f"lrs must be a non-empty 1-D sequence, got shape {lr.shape}")
+    if not np.all(np.isfinite(lr) & (lr >= 0)):
+        raise ValueError(f"lrs must be finite and >= 0, got {lr.tolist()}")
+    momentum = optim.check_unit_interval("momentum", momentum)
+    nesterov = optim.check_bool("nesterov", nesterov)
+    if nesterov and momentum == 0.0:
+        raise ValueError(f"nesterov=True requires momentum > 0, got momentum={momentum!r}")
+
+    x0 = np.asarray(_initial_params(problem, theta0, seed))
+    if x0.ndim != 1:
+        raise ValueError(f"theta0 must be a 1-D parameter vector, got shape {x0.shape}")
+    k = lr.size
+    loss0 = float(problem.value(x0))
+    threshold = _loss_threshold(loss0, diverge_factor)
+
+    theta = np.tile(x0, (k, 1))
+    buf = np.zeros_like(theta)
+    loss = np.empty((k, steps + 1))
+    loss[:, 0] = loss0
+    gnorm = np.empty((k, steps))
+    unorm = np.empty((k, steps))
+    traj = np.empty((k, steps + 1, x0.size), dtype=x0.dtype) if keep_trajectory else None
+    if keep_trajectory:
+        traj[:, 0] = x0
+    n_run = np.full(k, steps)
+    diverged_at = [None] * k
+    reasons = [None] * k
+    alive = np.arange(k)
+    factors = -lr[:, None]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in range(steps):
+            if alive.size == 0:
+                break
+            th = theta[alive]
+            g = np.asarray(problem.grad(th))
+            bad_g = ~np.all(np.isfinite(g), axis=1)
+            if momentum > 0:
+                b = momentum * buf[alive] + g
+                d = g + momentum * b if nesterov else b
+            else:
+                d = g
+            u = d * factors[alive]
+            new = np.add(th, u, dtype=th.dtype, casting="same_kind")
+            bad_x = ~np.all(np.isfinite(new), axis=1)
+            f_new = np.asarray(problem.value(new), dtype=np.float64)
+            bad_f = ~np.isfinite(f_new)
+            big = ~bad_f & (np.abs(f_new) > threshold)
+            bad = bad_g | bad_x | bad_f | big
+            for j in np.flatnonzero(bad):
+                row = alive[j]
+                n_run[row] = t
+                if bad_g[j]:
+                    diverged_at[row], reasons[row] = t, "non-finite gradient"
+                elif bad_x[j]:
+                    diverged_at[row], reasons[row] = t + 1, "non-finite parameters"
+                elif bad_f[j]:
+                    diverged_at[row], reasons[row] = t + 1, f"loss is {f_new[j]}"
+                else:
+                    diverged_at[row] = t + 1
+                    reasons[row] = (
+                        f"|loss| = {abs(f_new[j]):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
+                    )
+            good = ~bad
+            rows = alive[good]
+            gnorm[rows, t] = np.linalg.norm(g[good], axis=1)
+            unorm[rows, t] = np.linalg.norm(u[good], axis=1)
+            loss[rows, t + 1] = f_new[good]
+            theta[rows] = new[good]
+            if momentum > 0:
+                buf[rows] = b[good]
+            if keep_trajectory:
+                traj[rows, t + 1] = new[good]
+            alive = rows
+
+    return [
+        History(
+            loss=loss[j, : n_run[j] + 1].copy(),
+            grad_norm=gnorm[j, : n_run[j]].copy(),
+            update_norm=unorm[j, : n_run[j]].copy(),
+            lr=np.full(n_run[j], lr[j]),
+            params=theta[j].copy(),
+            metrics={},
+            trajectory=traj[j, : n_run[j] + 1].copy() if keep_trajectory else None,
+            diverged_at=diverged_at[j],
+            reason=reasons[j],
+        )
+        for j in range(k)
+    ]

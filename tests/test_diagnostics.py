@@ -1,0 +1,225 @@
+"""steplab.diagnostics against the math: exact values where they exist, unbiasedness within stated
+statistical tolerances where the diagnostic is a Monte Carlo estimate."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from steplab import diagnostics as dg
+from steplab.problems import LeastSquares, Quadratic
+
+
+def _least_squares(n=40, d=3, l2=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, d))
+    b = A @ rng.standard_normal(d) + 0.5 * rng.standard_normal(n)
+    theta = rng.standard_normal(d)
+    return LeastSquares(A, b, l2=l2), A, b, l2, theta
+
+
+def _per_example_grads(A, b, l2, theta):
+    # f_i = 1/2 (a_i^T theta - b_i)^2 + l2/2 ||theta||^2
+    return (A @ theta - b)[:, None] * A + l2 * theta
+
+
+def _mean_and_stderr(samples):
+    s = np.asarray(samples, dtype=float)
+    return s.mean(), s.std(ddof=1) / np.sqrt(s.size)
+
+
+# ---------------------------------------------------------------- norms and ratios
+
+
+def test_grad_norm_global_over_dict():
+    assert dg.grad_norm(np.array([3.0, 4.0])) == pytest.approx(5.0)
+    g = {"W": np.array([[1.0, 2.0], [2.0, 0.0]]), "b": np.array([4.0], dtype=np.float32)}
+    assert dg.grad_norm(g) == pytest.approx(5.0)  # sqrt(1 + 4 + 4 + 16)
+
+
+def test_update_ratio():
+    assert dg.update_ratio(np.array([3.0, 4.0]), np.array([6.0, 8.0])) == pytest.approx(0.5)
+    u = {"W": np.array([0.3, 0.4]), "b": np.array([0.0])}
+    p = {"W": np.array([6.0, 8.0]), "b": np.array([2.0])}
+    assert dg.update_ratio(u, p) == pytest.approx(0.5 / np.sqrt(104.0))
+    assert dg.update_ratio(u, p, per_array=True) == pytest.approx({"W": 0.05, "b": 0.0})
+    assert dg.update_ratio(np.zeros(2), np.zeros(2)) == 0.0
+    assert dg.update_ratio(np.ones(2), np.zeros(2)) == np.inf
+
+
+# ---------------------------------------------------------------- sharpness
+
+
+def test_sharpness_is_top_eigenvalue_of_quadratic():
+    q = Quadratic([0.3, 2.0, 7.0, 6.5], seed=3)
+    assert dg.sharpness(q, q.init_params(1), iters=500) == pytest.approx(7.0, rel=1e-6)
+
+
+def test_sharpness_least_squares_matches_eigvalsh():
+    p, A, b, l2, theta = _least_squares(n=30, d=5, l2=0.05)
+    top = np.linalg.eigvalsh(A.T @ A / 30 + l2 * np.eye(5))[-1]
+    assert dg.sharpness(p, theta, iters=1000, tol=1e-13) == pytest.approx(top, rel=1e-6)
+
+
+def test_sharpness_on_dict_params():
+    class DictQuadratic:
+        # f = 1/2 (sum_j d_W[j] W_j^2 + d_b b^2): Hessian diag(1, 3, 2, 5)
+        d = {"W": np.array([[1.0, 3.0], [2.0, 0.0]]), "b": np.array([5.0])}
+
+        def hvp(self, theta, v):
+            return {k: self.d[k] * v[k] for k in v}
+
+    theta = {"W": np.ones((2, 2)), "b": np.ones(1)}
+    assert dg.sharpness(DictQuadratic(), theta, iters=500) == pytest.approx(5.0, rel=1e-6)
+
+
+def test_sharpness_validates():
+    with pytest.raises(ValueError, match="iters must be a positive integer, got 0"):
+        dg.sharpness(Quadratic([1.0, 2.0]), np.zeros(2), iters=0)
+
+
+# ---------------------------------------------------------------- minibatch variance
+
+
+@pytest.mark.parametrize("B", [1, 5, 20])
+@pytest.mark.parametrize("replace", [False, True])
+def test_minibatch_variance_matches_sigma2_over_B(B, replace):
+    p, A, b, l2, theta = _least_squares()
+    n = A.shape[0]
+    G_i = _per_example_grads(A, b, l2, theta)
+    sigma2 = np.mean(np.sum((G_i - G_i.mean(0)) ** 2, axis=1))
+    expected = sigma2 / B if replace else sigma2 / B * (n - B) / (n - 1)
+    # 20 independent estimates of 50 batches each; their mean is within 4 standard errors.
+    est = [dg.minibatch_variance(p, theta, B, n_batches=50, seed=s, replace=replace) for s in range(20)]
+    mean, se = _mean_and_stderr(est)
+    assert abs(mean - expected) <= 4 * se, (mean, expected, se)
+
+
+def test_minibatch_variance_full_batch_is_zero():
+    p, *_, theta = _least_squares()
+    assert dg.minibatch_variance(p, theta, p.n, n_batches=3) == pytest.approx(0.0, abs=1e-24)
+
+
+def test_minibatch_variance_validates():
+    p, *_, theta = _least_squares(n=10)
+    with pytest.raises(ValueError, match="batch_size must be <= n = 10"):
+        dg.minibatch_variance(p, theta, 11)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        dg.minibatch_variance(p, theta, 0)
+    with pytest.raises(ValueError, match="finite-sum"):
+        dg.minibatch_variance(Quadratic([1.0, 2.0]), np.zeros(2), 1)
+
+
+# ---------------------------------------------------------------- noise scale
+
+
+def _true_noise(A, b, l2, theta):
+    G_i = _per_example_grads(A, b, l2, theta)
+    G = G_i.mean(0)
+    return np.mean(np.sum((G_i - G) ** 2, axis=1)), G @ G
+
+
+def test_noise_scale_exact_matches_definition():
+    p, A, b, l2, theta = _least_squares()
+    tr, g2 = _true_noise(A, b, l2, theta)
+    ns = dg.noise_scale_exact(p, theta)
+    assert ns.trace_sigma == pytest.approx(tr, rel=1e-12)
+    assert ns.grad_sq == pytest.approx(g2, rel=1e-12)
+    assert ns.b_simple == pytest.approx(tr / g2, rel=1e-12)
+
+
+def _batch_sq_norms(G_i, B, replace):
+    """Every batch of size B with its probability: (|g_B|^2 values, weights)."""
+    n = len(G_i)
+    if replace:  # ordered draws with replacement, all n^B equally likely
+        batches = itertools.product(range(n), repeat=B)
+    else:  # subsets, all C(n, B) equally likely
+        batches = itertools.combinations(range(n), B)
+    sq = np.array([np.sum(G_i[list(c)].mean(0) ** 2) for c in batches])
+    return sq, np.full(sq.size, 1.0 / sq.size)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_noise_scale_estimators_are_exactly_unbiased(replace):
+    # The estimators are linear in |g_small|^2 and |g_big|^2, so their expectation is the estimator
+    # applied to E|g_B|^2, computed here exactly by enumerating every batch of a 7-example problem.
+    p, A, b, l2, theta = _least_squares(n=7)
+    tr, g2 = _true_noise(A, b, l2, theta)
+    G_i = _per_example_grads(A, b, l2, theta)
+    e_small = np.dot(*_batch_sq_norms(G_i, 2, replace))
+    e_big = np.dot(*_batch_sq_norms(G_i, 4, replace))
+    ns = dg.noise_scale_from_norms(e_small, e_big, 2, 4, n=None if replace else 7)
+    assert ns.trace_sigma == pytest.approx(tr, rel=1e-10)
+    assert ns.grad_sq == pytest.approx(g2, rel=1e-10)
+    assert ns.b_simple == pytest.approx(tr / g2, rel=1e-10)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_noise_scale_estimators_unbiased_by_sampling(replace):
+    p, A, b, l2, theta = _least_squares(n=10)
+    tr, g2 = _true_noise(A, b, l2, theta)
+    draws = [dg.noise_scale(p, theta, 2, 8, n_batches=5, seed=s, replace=replace) for s in range(300)]
+    # The mean of 300 independent draws is within 4 standard errors of the truth
+    # (a false alarm has probability about 6e-5).
+    for got, truth in [([d.trace_sigma for d in draws], tr), ([d.grad_sq for d in draws], g2)]:
+        mean, se = _mean_and_stderr(got)
+        assert abs(mean - truth) <= 4 * se, (mean, truth, se)
+
+
+def test_noise_scale_without_replacement_full_batch_gives_exact_grad_sq():
+    # c_n = (n - n)/(n (n-1)) = 0, so the |G|^2 estimate is |g_big|^2 = |G|^2 exactly.
+    p, A, b, l2, theta = _least_squares()
+    _, g2 = _true_noise(A, b, l2, theta)
+    ns = dg.noise_scale(p, theta, 4, p.n, n_batches=1, replace=False)
+    assert ns.grad_sq == pytest.approx(g2, rel=1e-10)
+
+
+def test_noise_scale_consistent_with_many_batches():
+    p, A, b, l2, theta = _least_squares()
+    exact = dg.noise_scale_exact(p, theta).b_simple
+    # With 3000 batches per size the ratio's spread across seeds is about 4% of its value here.
+    est = dg.noise_scale(p, theta, 2, 20, n_batches=3000, seed=1).b_simple
+    assert est == pytest.approx(exact, rel=0.15)
+
+
+def test_noise_scale_validates():
+    p, *_, theta = _least_squares()
+    with pytest.raises(ValueError, match="batch_small must be < batch_big, got 8 and 4"):
+        dg.noise_scale(p, theta, 8, 4)
+
+
+# ---------------------------------------------------------------- adaptive step sizes
+
+
+def test_effective_step_size():
+    v = np.array([0.0, 0.04, 1.0])
+    out = dg.effective_step_size(0.1, v, eps=1e-8)
+    np.testing.assert_allclose(out, [0.1 / 1e-8, 0.1 / (0.2 + 1e-8), 0.1 / (1.0 + 1e-8)], rtol=1e-14)
+    d = dg.effective_step_size(1e-3, {"W": np.full((2, 2), 1e-6)}, eps=0.0)
+    np.testing.assert_allclose(d["W"], np.full((2, 2), 1.0), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"v_hat\['W'\] must be >= 0"):
+        dg.effective_step_size(0.1, {"W": np.array([-1.0])})
+    with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
+        dg.effective_step_size(-1, v)
+
+
+# ---------------------------------------------------------------- loss ratio
+
+
+def test_loss_ratio_of_geometric_losses():
+    L = 2.0 + 3.0 * 0.8 ** np.arange(10)
+    np.testing.assert_allclose(dg.loss_ratio(L, f_star=2.0), np.full(9, 0.8), rtol=1e-12)
+    np.testing.assert_allclose(dg.loss_ratio(L, window=3, f_star=2.0), np.full(7, 0.512), rtol=1e-12)
+
+
+def test_loss_ratio_of_gd_on_quadratic_tends_to_slowest_mode():
+    # GD on f = 1/2 (0.1 x^2 + y^2) with eta = 0.5: x_t = 0.95^t x_0, y_t = 0.5^t y_0, so
+    # f_{t+1}/f_t -> 0.95^2 and the loss ratio diagnoses the slowest direction.
+    t = np.arange(60)
+    f = 0.5 * (0.1 * (0.95**t) ** 2 + (0.5**t) ** 2)
+    r = dg.loss_ratio(f)
+    assert r[-1] == pytest.approx(0.95**2, rel=1e-9)
+    assert np.all(r < 1)
+    # a step above 2/L makes the ratio exceed 1
+    f_bad = 0.5 * (1.0 - 2.5 * 1.0) ** (2 * t)
+    assert np.all(dg.loss_ratio(f_bad) > 1)

@@ -1,0 +1,291 @@
+"""steplab.run against closed forms: GD and heavy-ball iterates on quadratics, the step at which
+GD with eta > 2/L crosses the divergence threshold, and sweep_lr against a loop of minimize."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from steplab import optim
+from steplab.problems import MLP, LeastSquares, Quadratic, ReddiCounterexample, Rosenbrock
+from steplab.run import History, minimize, minimize_online, sweep_lr
+
+
+def _quadratic():
+    center = np.array([1.0, -2.0, 0.5])
+    q = Quadratic([0.5, 2.0, 4.0], seed=7, center=center)
+    Q = q.eigenvectors
+    H = Q @ np.diag([0.5, 2.0, 4.0]) @ Q.T
+    return q, H, center
+
+
+def _f(H, c, x):
+    d = x - c
+    return 0.5 * d @ H @ d
+
+
+# ---------------------------------------------------------------- closed forms
+
+
+def test_gd_reproduces_closed_form_iterates():
+    q, H, c = _quadratic()
+    x0 = np.array([3.0, 1.0, -1.0])
+    eta, T = 0.3, 40
+    h = minimize(q, optim.sgd(eta), T, theta0=x0, keep_trajectory=True)
+    # x_t - c = (I - eta H)^t (x_0 - c)
+    M = np.eye(3) - eta * H
+    xs = np.array([c + np.linalg.matrix_power(M, t) @ (x0 - c) for t in range(T + 1)])
+    np.testing.assert_allclose(h.trajectory, xs, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(h.loss, [_f(H, c, x) for x in xs], rtol=1e-9, atol=1e-15)
+    grads = (xs[:-1] - c) @ H
+    np.testing.assert_allclose(h.grad_norm, np.linalg.norm(grads, axis=1), rtol=1e-10)
+    np.testing.assert_allclose(h.update_norm, eta * np.linalg.norm(grads, axis=1), rtol=1e-10)
+    np.testing.assert_array_equal(h.lr, np.full(T, eta))
+    np.testing.assert_allclose(h.params, xs[-1], rtol=1e-10, atol=1e-13)
+    assert h.steps == T and not h.diverged and h.diverged_at is None
+    np.testing.assert_array_equal(x0, [3.0, 1.0, -1.0])  # theta0 is not modified
+
+
+def test_heavy_ball_reproduces_recursion():
+    q, H, c = _quadratic()
+    x0 = np.array([3.0, 1.0, -1.0])
+    eta, mu, T = 0.2, 0.7, 30
+    h = minimize(q, optim.sgd(eta, momentum=mu), T, theta0=x0, keep_trajectory=True)
+    x, b, xs = x0.copy(), np.zeros(3), [x0.copy()]
+    for _ in range(T):
+        b = mu * b + H @ (x - c)
+        x = x - eta * b
+        xs.append(x.copy())
+    np.testing.assert_allclose(h.trajectory, np.array(xs), rtol=1e-10, atol=1e-13)
+
+
+def test_schedule_lr_and_metrics_are_recorded():
+    q, H, c = _quadratic()
+    x0 = np.array([3.0, 1.0, -1.0])
+    T = 12
+    h = minimize(
+        q,
+        optim.sgd(optim.inverse_sqrt(0.4)),
+        T,
+        theta0=x0,
+        keep_trajectory=True,
+        metrics={"dist": lambda theta, g, u, s: np.linalg.norm(theta - c)},
+    )
+    np.testing.assert_allclose(h.lr, 0.4 / np.sqrt(np.arange(T) + 1), rtol=1e-15)
+    np.testing.assert_allclose(h["dist"], np.linalg.norm(h.trajectory[:-1] - c, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(h.suboptimality(0.0), h.loss)
+    # theta_{t+1} = theta_t - lr_t * H (theta_t - c)
+    np.testing.assert_allclose(
+        np.diff(h.trajectory, axis=0), -h.lr[:, None] * ((h.trajectory[:-1] - c) @ H), rtol=1e-10, atol=1e-14
+    )
+    with pytest.raises(KeyError, match="no series 'nope'"):
+        h["nope"]
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def test_divergence_above_two_over_L_stops_at_predicted_step():
+    # Diagonal quadratic, L = 1: with eta = 2.5 the top mode is multiplied by -1.5 per step, the
+    # other by (1 - 0.25) = 0.75, so f_t = 1/2 (1.5^(2t) x^2 + 0.1 * 0.75^(2t) y^2).
+    q = Quadratic([1.0, 0.1], rotate=False)
+    x0 = np.array([1.0, 1.0])
+    t = np.arange(200)
+    f = 0.5 * (1.5 ** (2 * t) + 0.1 * 0.75 ** (2 * t))
+    factor = 1e6
+    expected = int(np.argmax(f > factor * max(f[0], 1.0)))  # first iterate over the threshold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = minimize(q, optim.sgd(2.5), 200, theta0=x0, diverge_factor=factor, keep_trajectory=True)
+    assert h.diverged and h.diverged_at == expected
+    assert h.steps == expected - 1 and h.loss.size == expected
+    assert "diverge_factor" in h.reason
+    for a in (h.loss, h.grad_norm, h.update_norm, h.lr, h.trajectory):
+        assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(h.loss, f[:expected], rtol=1e-12)
+    np.testing.assert_allclose(h.params, [(-1.5) ** (expected - 1), 0.75 ** (expected - 1)], rtol=1e-12)
+
+
+def test_divergence_below_two_over_L_does_not_trigger():
+    q = Quadratic([1.0, 0.1], rotate=False)
+    h = minimize(q, optim.sgd(1.99), 300, theta0=np.ones(2))
+    assert not h.diverged and h.steps == 300
+
+
+@pytest.mark.parametrize("eta", [1e150, 1e300])
+def test_overflow_is_caught_and_reported(eta):
+    # Huge steps overflow the loss (1e150) or the parameters themselves (1e300) to inf; numpy's
+    # overflow warnings must not escape and no NaN/inf may be recorded.
+    q = Quadratic([1.0, 4.0], rotate=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = minimize(q, optim.sgd(eta), 10, theta0=np.array([1e10, 1e10]), diverge_factor=1e300)
+    assert h.diverged_at == 1 and h.steps == 0
+    assert h.reason in ("loss is inf", "non-finite parameters")
+    assert h.loss.shape == (1,) and np.isfinite(h.loss).all()
+    np.testing.assert_array_equal(h.params, [1e10, 1e10])
+
+
+# ---------------------------------------------------------------- minibatches
+
+
+class _RecordingLeastSquares(LeastSquares):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.batches = []
+
+    def grad_batch(self, theta, idx):
+        self.batches.append(np.array(idx))
+        return super().grad_batch(theta, idx)
+
+
+def _ls(n=30, d=4, seed=0, cls=LeastSquares):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, d))
+    return cls(A, A @ rng.standard_normal(d) + 0.1 * rng.standard_normal(n), l2=0.01)
+
+
+def test_minibatches_are_without_replacement_and_seeded():
+    p = _ls(cls=_RecordingLeastSquares)
+    h1 = minimize(p, optim.sgd(0.05), 25, batch_size=8, seed=3)
+    batches = p.batches[:]
+    assert len(batches) == 25
+    assert all(b.size == 8 and np.unique(b).size == 8 for b in batches)
+    rng = np.random.default_rng(3)
+    for b in batches:
+        np.testing.assert_array_equal(b, rng.choice(30, size=8, replace=False))
+    p.batches.clear()
+    h2 = minimize(p, optim.sgd(0.05), 25, batch_size=8, seed=3)
+    np.testing.assert_array_equal(h1.loss, h2.loss)
+    h3 = minimize(p, optim.sgd(0.05), 25, batch_size=8, seed=4)
+    assert not np.array_equal(h1.loss, h3.loss)
+
+
+def test_full_size_minibatch_equals_full_batch():
+    # A batch of all n examples (in any order) has mean gradient = full gradient.
+    p = _ls()
+    x0 = p.init_params(1)
+    full = minimize(p, optim.sgd(0.1), 20, theta0=x0)
+    batch = minimize(p, optim.sgd(0.1), 20, batch_size=p.n, seed=5, theta0=x0)
+    np.testing.assert_allclose(batch.loss, full.loss, rtol=1e-12)
+
+
+def test_dict_params_with_mlp():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    p = MLP(X, y, hidden=5, seed=0)
+    h = minimize(p, optim.adam(0.05), 30, batch_size=10, keep_trajectory=True)
+    assert isinstance(h.params, dict) and set(h.params) == {"W1", "b1", "W2", "b2"}
+    assert len(h.trajectory) == 31 and isinstance(h.trajectory[0], dict)
+    assert h.loss[-1] < h.loss[0]
+    # update_norm is the global norm of theta_{t+1} - theta_t over all arrays
+    diff = {k: h.trajectory[1][k] - h.trajectory[0][k] for k in h.params}
+    assert h.update_norm[0] == pytest.approx(np.sqrt(sum(np.sum(v**2) for v in diff.values())))
+
+
+def test_progress_bar_does_not_change_the_run():
+    q, _, _ = _quadratic()
+    a = minimize(q, optim.sgd(0.1), 50, progress=True)
+    b = minimize(q, optim.sgd(0.1), 50)
+    np.testing.assert_array_equal(a.loss, b.loss)
+
+
+def test_validation():
+    q, _, _ = _quadratic()
+    with pytest.raises(ValueError, match="steps must be a non-negative integer, got -1"):
+        minimize(q, optim.sgd(0.1), -1)
+    with pytest.raises(ValueError, match="batch_size=4 needs a finite-sum problem"):
+        minimize(q, optim.sgd(0.1), 5, batch_size=4)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, n = 30\], got 31"):
+        minimize(_ls(), optim.sgd(0.1), 5, batch_size=31)
+    with pytest.raises(ValueError, match="diverge_factor must be a number > 1, got 0.5"):
+        minimize(q, optim.sgd(0.1), 5, diverge_factor=0.5)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        minimize(q, lambda g: g, 5)
+    with pytest.raises(ValueError, match=r"metrics\['m'\] must be callable"):
+        minimize(q, optim.sgd(0.1), 5, metrics={"m": 3})
+
+
+# ---------------------------------------------------------------- online
+
+
+def test_online_reddi_adam_fails_amsgrad_does_not():
+    # Reddi et al. (2018), Theorem 1: beta1 = 0, beta2 = 1/(1 + C^2), eta_t = eta / sqrt(t).
+    p = ReddiCounterexample(C=3.0)
+    kw = dict(beta1=0.0, beta2=1.0 / (1.0 + 9.0))
+    T = 1000
+    adam = minimize_online(p, optim.adam(optim.inverse_sqrt(0.5), **kw), T, keep_trajectory=True)
+    ams = minimize_online(p, optim.adam(optim.inverse_sqrt(0.5), amsgrad=True, **kw), T, keep_trajectory=True)
+    assert adam.params[0] > 0.9  # drifts to the worst point x = +1
+    assert ams.params[0] < -0.9  # converges towards x* = -1
+    # Average regret R_T/T: at x = +1 each period of three rounds costs
+    # (C - 1 - 1) - (-C + 1 + 1) = 2(C - 2), so Adam's tends to 2(C - 2)/3 = 2/3; AMSGrad's vanishes.
+    assert adam.metrics["average_regret"][-1] > 0.5
+    assert ams.metrics["average_regret"][-1] < 0.1
+    # loss[t-1] = f_t(x_t) with f_t(x) = C x if t % 3 == 1 else -x, t = 1, 2, ...
+    t = np.arange(1, T + 1)
+    coef = np.where(t % 3 == 1, 3.0, -1.0)
+    x = adam.trajectory[:-1, 0]
+    np.testing.assert_allclose(adam.loss, coef * x, rtol=1e-14)
+    np.testing.assert_allclose(adam.update_norm, np.abs(np.diff(adam.trajectory[:, 0])), rtol=1e-14)
+    assert np.all(np.abs(adam.trajectory) <= 1.0)
+
+
+def test_online_needs_online_problem():
+    with pytest.raises(ValueError, match="minimize_online needs problem.value_at"):
+        minimize_online(Quadratic([1.0]), optim.sgd(0.1), 3)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def _assert_same(h: History, ref: History):
+    # Equal to rounding: a batched matrix product rounds differently from a single one, and the
+    # rounding error is relative to the scale of the run, not to a value that has converged to 0.
+    assert h.diverged_at == ref.diverged_at and h.steps == ref.steps
+    for key in ("loss", "grad_norm", "update_norm", "lr"):
+        np.testing.assert_allclose(h[key], ref[key], rtol=1e-11, atol=1e-12 * np.max(np.abs(ref[key])))
+    np.testing.assert_allclose(h.params, ref.params, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.8, False), (0.6, True)])
+def test_sweep_lr_equals_looped_minimize(momentum, nesterov):
+    q, _, _ = _quadratic()  # L = 4: stable for GD below 0.5
+    lrs = [0.01, 0.1, 0.3, 0.49, 0.6, 2.0]
+    x0 = np.array([3.0, 1.0, -1.0])
+    swept = sweep_lr(q, lrs, 120, momentum=momentum, nesterov=nesterov, theta0=x0, keep_trajectory=True)
+    for lr, h in zip(lrs, swept):
+        ref = minimize(q, optim.sgd(lr, momentum=momentum, nesterov=nesterov), 120, theta0=x0, keep_trajectory=True)
+        _assert_same(h, ref)
+        np.testing.assert_allclose(h.trajectory, ref.trajectory, rtol=1e-11, atol=1e-14)
+    if momentum == 0.0:
+        assert [h.diverged for h in swept] == [False, False, False, False, True, True]
+
+
+def test_sweep_lr_least_squares_default_start():
+    p = _ls()
+    lrs = np.geomspace(1e-3, 10.0, 7)
+    for lr, h in zip(lrs, sweep_lr(p, lrs, 60, seed=2)):
+        _assert_same(h, minimize(p, optim.sgd(lr), 60, seed=2))
+
+
+def test_sweep_lr_validation():
+    with pytest.raises(ValueError, match="sweep_lr needs a problem with batched = True"):
+        sweep_lr(MLP(np.ones((4, 2)), np.array([0, 1, 0, 1]), hidden=2), [0.1], 5)
+    with pytest.raises(ValueError, match="lrs must be finite and >= 0"):
+        sweep_lr(Rosenbrock(), [0.1, -1.0], 5)
+    with pytest.raises(ValueError, match="nesterov=True requires momentum > 0"):
+        sweep_lr(Rosenbrock(), [0.1], 5, nesterov=True)
+
+
+def test_zero_steps_and_optimizer_without_lr():
+    q, _, _ = _quadratic()
+    h = minimize(q, optim.sgd(0.1), 0)
+    assert h.steps == 0 and h.loss.shape == (1,) and h.lr.shape == (0,)
+    # scale(-0.1) is GD without a readable learning rate: no lr series, the rest recorded
+    h = minimize(q, optim.scale(-0.1), 5)
+    assert h.lr is None and h.steps == 5
+    with pytest.raises(KeyError, match="no 'lr'"):
+        h["lr"]
+    np.testing.assert_allclose(h.loss, minimize(q, optim.sgd(0.1), 5).loss, rtol=1e-14)
