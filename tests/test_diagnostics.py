@@ -223,3 +223,134 @@ def test_loss_ratio_of_gd_on_quadratic_tends_to_slowest_mode():
     # a step above 2/L makes the ratio exceed 1
     f_bad = 0.5 * (1.0 - 2.5 * 1.0) ** (2 * t)
     assert np.all(dg.loss_ratio(f_bad) > 1)
+
+
+# ---------------------------------------------------------------- sharpness: warm starts
+
+
+def test_sharpness_from_the_top_eigenvector_is_exact_in_one_product():
+    # v0 = top eigenvector: lambda_1 = v0^T H v0 = lambda_max with a single Hessian-vector product;
+    # a random start needs many (its Rayleigh quotient is a weighted mean of all eigenvalues).
+    q = Quadratic([0.3, 2.0, 7.0, 6.5], seed=3)
+    top = q.eigenvectors[:, np.argmax(q.eigenvalues)]
+    assert dg.sharpness(q, q.init_params(1), iters=1, v0=-4.0 * top) == pytest.approx(7.0, rel=1e-13)
+    assert dg.sharpness(q, q.init_params(1), iters=1) < 0.99 * 7.0
+
+
+def test_sharpness_warm_start_continues_the_power_iteration():
+    # a iterations, then b more from the returned vector = a + b iterations from the same start
+    # (tol=0: no early stop; eigenvalues 1 and 0.97 keep the iteration far from converged).
+    q = Quadratic([1.0, 0.97, 0.5, 0.1], seed=2)
+    theta = q.init_params(0)
+    lam_a, v = dg.sharpness(q, theta, iters=7, tol=0.0, seed=4, return_vector=True)
+    lam_ab = dg.sharpness(q, theta, iters=12, tol=0.0, v0=v)
+    assert lam_ab == pytest.approx(dg.sharpness(q, theta, iters=19, tol=0.0, seed=4), rel=1e-13)
+    assert lam_a < lam_ab < 1.0  # Rayleigh quotients of power iterates increase towards lambda_max
+    np.testing.assert_allclose(np.linalg.norm(v), 1.0, rtol=1e-14)
+
+
+def test_sharpness_returned_vector_is_an_eigenvector():
+    p, A, b, l2, theta = _least_squares(n=30, d=5, l2=0.05)
+    H = A.T @ A / 30 + l2 * np.eye(5)
+    lam, v = dg.sharpness(p, theta, iters=2000, tol=1e-14, return_vector=True)
+    assert np.linalg.norm(H @ v - lam * v) <= 1e-6 * lam
+
+
+def test_sharpness_v0_on_dict_params_and_validation():
+    class DictQuadratic:
+        d = {"W": np.array([[1.0, 3.0], [2.0, 0.0]]), "b": np.array([5.0])}
+
+        def hvp(self, theta, v):
+            return {k: self.d[k] * v[k] for k in v}
+
+    theta = {"W": np.ones((2, 2)), "b": np.ones(1)}
+    v0 = {"W": np.zeros((2, 2)), "b": np.array([2.0])}  # the eigenvector of eigenvalue 5
+    lam, v = dg.sharpness(DictQuadratic(), theta, iters=1, v0=v0, return_vector=True)
+    assert lam == 5.0 and set(v) == {"W", "b"} and v["b"][0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="v0 must be finite and nonzero"):
+        dg.sharpness(DictQuadratic(), theta, v0={"W": np.zeros((2, 2)), "b": np.zeros(1)})
+    with pytest.raises(ValueError, match="v0 must have the structure of theta"):
+        dg.sharpness(DictQuadratic(), theta, v0=np.ones(5))
+    with pytest.raises(ValueError, match="v0 must have 3 entries like theta, got 2"):
+        dg.sharpness(Quadratic([1.0, 2.0, 3.0]), np.zeros(3), v0=np.ones(2))
+
+
+def test_sharpness_metric_with_warm_start_needs_two_products_per_measurement():
+    # Constant Hessian, so a cold measurement costs the same number of products anywhere (same
+    # random start). Once the first has converged, the next starts from the eigenvector:
+    # lambda_1 and lambda_2 agree within tol and it stops after 2 products.
+    from steplab import optim
+    from steplab.run import minimize
+
+    class Counting(Quadratic):
+        calls = 0
+
+        def hvp(self, theta, v):
+            Counting.calls += 1
+            return super().hvp(theta, v)
+
+    q = Counting([0.2, 1.0, 3.0], seed=1)
+    assert dg.sharpness(q, q.init_params(0), iters=200, tol=1e-10) == pytest.approx(3.0, rel=1e-9)
+    cold, Counting.calls = Counting.calls, 0
+    assert cold > 4
+
+    def run(warm_start):
+        Counting.calls = 0
+        metric = dg.sharpness_metric(q, iters=200, tol=1e-10, warm_start=warm_start)
+        h = minimize(q, optim.sgd(0.1), 50, metrics={"sharpness": metric}, metrics_every=10)
+        np.testing.assert_array_equal(h.metric_steps, [0, 10, 20, 30, 40])
+        np.testing.assert_allclose(h["sharpness"], 3.0, rtol=1e-9)
+        return Counting.calls
+
+    assert run(warm_start=True) == cold + 4 * 2
+    assert run(warm_start=False) == 5 * cold
+
+
+# ---------------------------------------------------------------- learning-rate range test
+
+
+@pytest.mark.parametrize("L", [0.5, 3.0, 40.0])
+@pytest.mark.parametrize("steps,smooth", [(60, 1), (100, 5), (200, 9)])
+def test_lr_range_test_suggestion_below_two_over_L_in_one_dimension(L, steps, smooth):
+    """On f(x) = L/2 x^2, GD multiplies f by (1 - eta L)^2 per step: < 1 iff 0 < eta < 2/L.
+
+    Let D_j = f_{j+w} - f_j and j* the first argmin, with D_{j*} < 0. Suppose the last step of its
+    window has eta_{j*+w-1} >= 2/L. Then f_{j*+w} >= f_{j*+w-1}. Not all of the window's steps are
+    >= 2/L (else D_{j*} >= 0), so eta_{j*-1} < eta_{j*} < 2/L, with j* >= 1 because the first window
+    lies below 2/L here; hence f_{j*} < f_{j*-1} and D_{j*-1} = f_{j*+w-1} - f_{j*-1} < D_{j*}, a
+    contradiction. So every step of the window, its centre included, has eta < 2/L.
+    The losses are the closed form f_{k+1} = f_0 prod_{i<=k} (1 - eta_i L)^2."""
+    lr_min, lr_max = 1e-4 / L, 1e3 / L
+    q = Quadratic([L], rotate=False)
+    res = dg.lr_range_test(q, lr_min, lr_max, steps, theta0=np.array([3.0]), smooth=smooth)
+    m = res.lrs.size
+    np.testing.assert_allclose(res.lrs, lr_min * (lr_max / lr_min) ** (np.arange(m) / (steps - 1)), rtol=1e-12)
+    assert lr_min * (lr_max / lr_min) ** ((smooth - 1) / (steps - 1)) < 2 / L  # the first window is below 2/L
+    f0 = 0.5 * L * 9.0
+    np.testing.assert_allclose(res.losses, f0 * np.cumprod((1 - res.lrs * L) ** 2), rtol=1e-9)
+    assert res.history.diverged  # the test runs until the loss blows up
+    assert 0 < res.suggested_lr < 2 / L
+    # the documented rule, applied to the closed-form losses
+    f = np.concatenate([[f0], f0 * np.cumprod((1 - res.lrs * L) ** 2)])
+    j = int(np.argmin(f[smooth:] - f[:-smooth]))
+    assert res.suggested_lr == res.lrs[j + (smooth - 1) // 2]
+
+
+def test_lr_range_test_minibatch_is_seeded_and_validates():
+    p, *_ = _least_squares(n=40)
+    a = dg.lr_range_test(p, 1e-4, 10.0, 80, batch_size=8, seed=3)
+    b = dg.lr_range_test(p, 1e-4, 10.0, 80, batch_size=8, seed=3)
+    assert a.suggested_lr == b.suggested_lr
+    np.testing.assert_array_equal(a.losses, b.losses)
+    np.testing.assert_array_equal(a.losses, a.history.loss[1:])
+    q = Quadratic([1.0])
+    with pytest.raises(ValueError, match="lr_min must be > 0, got 0.0"):
+        dg.lr_range_test(q, 0.0, 1.0, 10)
+    with pytest.raises(ValueError, match="lr_max must be > lr_min = 0.1, got 0.1"):
+        dg.lr_range_test(q, 0.1, 0.1, 10)
+    with pytest.raises(ValueError, match="steps must be an integer >= 2, got 1"):
+        dg.lr_range_test(q, 0.1, 1.0, 1)
+    with pytest.raises(ValueError, match="smooth must be <= steps = 10, got 11"):
+        dg.lr_range_test(q, 0.1, 1.0, 10, smooth=11)
+    with pytest.raises(ValueError, match="lower lr_min"):
+        dg.lr_range_test(q, 10.0, 1e6, 10, theta0=np.array([1.0]))  # diverges at once

@@ -289,3 +289,77 @@ def test_zero_steps_and_optimizer_without_lr():
     with pytest.raises(KeyError, match="no 'lr'"):
         h["lr"]
     np.testing.assert_allclose(h.loss, minimize(q, optim.sgd(0.1), 5).loss, rtol=1e-14)
+
+
+# ---------------------------------------------------------------- stopping rules and sparse metrics
+
+
+def test_grad_tol_stops_at_the_predicted_step():
+    # 1-D f = L/2 x^2, GD: g_t = L (1 - eta L)^t x_0, so ||g_t|| <= tol first at
+    # t* = ceil(log(tol / (L |x_0|)) / log|1 - eta L|); the run stops before that update.
+    L, eta, x0, tol = 2.0, 0.3, 5.0, 1e-6
+    q = Quadratic([L], rotate=False)
+    expected = int(np.ceil(np.log(tol / (L * x0)) / np.log(abs(1 - eta * L))))
+    h = minimize(q, optim.sgd(eta), 1000, theta0=np.array([x0]), grad_tol=tol)
+    assert h.stop_reason == "grad_tol" and h.steps == expected and h.loss.size == expected + 1
+    assert not h.diverged and "grad_tol" in h.reason
+    assert np.all(h.grad_norm > tol)
+    assert abs(q.grad(h.params)[0]) <= tol
+    np.testing.assert_allclose(h.params, [x0 * (1 - eta * L) ** expected], rtol=1e-12)
+    # the budget ends a run whose tolerance is not reached
+    h = minimize(q, optim.sgd(eta), expected - 1, theta0=np.array([x0]), grad_tol=tol)
+    assert h.stop_reason == "steps" and h.reason is None and h.steps == expected - 1
+
+
+def test_rel_tol_stops_at_the_predicted_step():
+    # 1-D f_t = f_0 q^(2t), q = 1 - eta L: the rule |f_t - f_{t+1}| <= rel_tol max(|f_t|, 1) fires
+    # first at the t where f_t (1 - q^2) <= rel_tol max(f_t, 1); the update of step t is applied.
+    L, eta, x0, rel_tol = 1.0, 0.05, 30.0, 1e-3
+    q = Quadratic([L], rotate=False)
+    t = np.arange(2000)
+    f = 0.5 * L * x0**2 * (1 - eta * L) ** (2 * t)
+    fires = f * (1 - (1 - eta * L) ** 2) <= rel_tol * np.maximum(f, 1.0)
+    t_stop = int(np.argmax(fires))
+    h = minimize(q, optim.sgd(eta), 2000, theta0=np.array([x0]), rel_tol=rel_tol)
+    assert h.stop_reason == "rel_tol" and h.steps == t_stop + 1
+    np.testing.assert_allclose(h.loss, f[: t_stop + 2], rtol=1e-10)
+    # A ten times smaller step stops on the same rule with a far larger loss: the rule certifies nothing.
+    slow = minimize(q, optim.sgd(eta / 10), 2000, theta0=np.array([x0]), rel_tol=rel_tol)
+    assert slow.stop_reason == "rel_tol" and slow.loss[-1] > 10 * h.loss[-1]
+
+
+def test_stop_reason_for_budget_and_divergence():
+    q = Quadratic([1.0, 0.1], rotate=False)
+    assert minimize(q, optim.sgd(0.5), 10, theta0=np.ones(2)).stop_reason == "steps"
+    h = minimize(q, optim.sgd(2.5), 200, theta0=np.ones(2))
+    assert h.diverged and h.stop_reason == "diverged"
+    assert [s.stop_reason for s in sweep_lr(q, [0.5, 2.5], 200, theta0=np.ones(2))] == ["steps", "diverged"]
+
+
+def test_metrics_every_k_steps():
+    q, H, c = _quadratic()
+    x0 = np.array([3.0, 1.0, -1.0])
+    calls = []
+
+    def dist(theta, g, u, s):
+        calls.append(1)
+        return np.linalg.norm(theta - c)
+
+    h = minimize(q, optim.sgd(0.2), 10, theta0=x0, keep_trajectory=True, metrics={"dist": dist}, metrics_every=3)
+    np.testing.assert_array_equal(h.metric_steps, [0, 3, 6, 9])
+    assert len(calls) == 4
+    np.testing.assert_allclose(h["dist"], np.linalg.norm(h.trajectory[[0, 3, 6, 9]] - c, axis=1), rtol=1e-12)
+    every = minimize(q, optim.sgd(0.2), 10, theta0=x0, metrics={"dist": dist})
+    np.testing.assert_array_equal(every.metric_steps, np.arange(10))
+    np.testing.assert_allclose(every["dist"][[0, 3, 6, 9]], h["dist"], rtol=1e-15)
+    np.testing.assert_array_equal(every.loss, h.loss)  # sparse metrics do not change the run
+
+
+def test_stopping_and_metrics_validation():
+    q, _, _ = _quadratic()
+    with pytest.raises(ValueError, match="grad_tol must be >= 0, got -1.0"):
+        minimize(q, optim.sgd(0.1), 5, grad_tol=-1.0)
+    with pytest.raises(ValueError, match="rel_tol must be a finite number, got nan"):
+        minimize(q, optim.sgd(0.1), 5, rel_tol=float("nan"))
+    with pytest.raises(ValueError, match="metrics_every must be a positive integer, got 0"):
+        minimize(q, optim.sgd(0.1), 5, metrics_every=0)

@@ -12,10 +12,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import optim
+
 __all__ = [
     "grad_norm",
     "update_ratio",
     "sharpness",
+    "sharpness_metric",
     "minibatch_variance",
     "NoiseScale",
     "noise_scale",
@@ -23,6 +26,8 @@ __all__ = [
     "noise_scale_exact",
     "effective_step_size",
     "loss_ratio",
+    "LRRangeTest",
+    "lr_range_test",
 ]
 
 
@@ -124,7 +129,15 @@ def update_ratio(updates, params, per_array: bool = False):
     return ratio(updates, params)
 
 
-def sharpness(problem, theta, iters: int = 100, seed: int = 0, tol: float = 1e-10) -> float:
+def sharpness(
+    problem,
+    theta,
+    iters: int = 100,
+    seed: int = 0,
+    tol: float = 1e-10,
+    v0=None,
+    return_vector: bool = False,
+):
     r"""Top Hessian eigenvalue by power iteration on Hessian-vector products.
 
     $v_{k+1} = H v_k / \|H v_k\|$, $\lambda_k = v_k^\top H v_k$, with $H = \nabla^2 f(\theta)$
@@ -136,8 +149,16 @@ def sharpness(problem, theta, iters: int = 100, seed: int = 0, tol: float = 1e-1
         problem: has ``hvp(theta, v)``.
         theta: where to measure (ndarray or dict).
         iters: maximum number of Hessian-vector products.
-        seed: seed of the random start vector.
+        seed: seed of the random start vector (used only when ``v0`` is None).
         tol: stop when $|\lambda_k - \lambda_{k-1}| \le \text{tol}\,|\lambda_k|$.
+        v0: start vector (same structure as ``theta``, nonzero), e.g. the vector returned by
+            the previous measurement: the top eigenvector moves little between nearby
+            iterates, so a warm start needs far fewer products than a random one.
+        return_vector: also return the last iterate $v$ (unit norm, structure of ``theta``),
+            the estimate of the top eigenvector.
+
+    Returns:
+        $\lambda$, or ``(lambda, v)`` when ``return_vector``.
 
     Trouble: gradient descent with step $\eta$ is stable on a quadratic only
     while sharpness $< 2/\eta$. Sharpness that rises to about $2/\eta$ and
@@ -149,9 +170,20 @@ def sharpness(problem, theta, iters: int = 100, seed: int = 0, tol: float = 1e-1
     iters = _check_positive_int("iters", iters)
     if not hasattr(problem, "hvp"):
         raise ValueError(f"sharpness needs problem.hvp; {type(problem).__name__} has none")
-    rng = np.random.default_rng(seed)
-    v = rng.standard_normal(_flatten(theta).size)
-    v /= np.linalg.norm(v)
+    dim = _flatten(theta).size
+    if v0 is None:
+        v = np.random.default_rng(seed).standard_normal(dim)
+    else:
+        if isinstance(v0, dict) != isinstance(theta, dict) or (
+            isinstance(v0, dict) and sorted(v0) != sorted(theta)
+        ):
+            raise ValueError("v0 must have the structure of theta (the same dict keys, or an array)")
+        v = _flatten(v0)
+        if v.size != dim:
+            raise ValueError(f"v0 must have {dim} entries like theta, got {v.size}")
+        if not (np.all(np.isfinite(v)) and np.any(v != 0)):
+            raise ValueError("v0 must be finite and nonzero")
+    v = v / np.linalg.norm(v)
     lam_prev = np.inf
     lam = 0.0
     for _ in range(iters):
@@ -159,12 +191,47 @@ def sharpness(problem, theta, iters: int = 100, seed: int = 0, tol: float = 1e-1
         lam = float(v @ hv)
         norm = np.linalg.norm(hv)
         if norm == 0:
-            return 0.0
+            lam = 0.0
+            break
         v = hv / norm
         if abs(lam - lam_prev) <= tol * abs(lam):
             break
         lam_prev = lam
+    if return_vector:
+        return lam, _unflatten(v, theta)
     return lam
+
+
+def sharpness_metric(problem, iters: int = 20, tol: float = 1e-3, seed: int = 0, warm_start: bool = True):
+    r"""The sharpness $\lambda_{\max}(\nabla^2 f(\theta_t))$ as a metric for ``steplab.run.minimize``.
+
+    Returns ``fn(theta, grad, update, state) -> float`` that calls :func:`sharpness` at
+    $\theta_t$. With ``warm_start``, each call starts the power iteration from the vector the
+    previous call ended on, so a few products per measurement suffice once the run has
+    started; the function therefore keeps state: build one per run. Pair it with
+    ``minimize(..., metrics_every=k)`` to pay for it only every ``k`` steps.
+
+    Args:
+        problem: has ``hvp(theta, v)``.
+        iters, tol: as in :func:`sharpness`, per measurement.
+        seed: seed of the first (random) start vector.
+        warm_start: start each measurement from the previous eigenvector estimate.
+
+    Trouble: see :func:`sharpness`; under full-batch GD a sharpness that climbs to $2/\eta$
+    and hovers there is the edge of stability.
+    """
+    iters = _check_positive_int("iters", iters)
+    if not hasattr(problem, "hvp"):
+        raise ValueError(f"sharpness_metric needs problem.hvp; {type(problem).__name__} has none")
+    last = {"v": None}
+
+    def fn(theta, grad=None, update=None, state=None) -> float:
+        lam, v = sharpness(problem, theta, iters=iters, seed=seed, tol=tol, v0=last["v"], return_vector=True)
+        if warm_start:
+            last["v"] = v
+        return lam
+
+    return fn
 
 
 def minibatch_variance(
@@ -426,3 +493,104 @@ def loss_ratio(losses, window: int = 1, f_star: float = 0.0) -> np.ndarray:
         raise ValueError(f"losses must be 1-D and longer than window = {w}, got shape {L.shape}")
     with np.errstate(divide="ignore", invalid="ignore"):
         return L[w:] / L[:-w]
+
+
+class LRRangeTest(NamedTuple):
+    """The outcome of :func:`lr_range_test`."""
+
+    lrs: np.ndarray
+    """$\\eta_k$, the learning rate of step $k$ (geometric from ``lr_min``; trimmed if the run diverged)."""
+    losses: np.ndarray
+    """$f(\\theta_{k+1})$, the loss after the step taken with ``lrs[k]``."""
+    suggested_lr: float
+    """The learning rate at the steepest descent of the smoothed loss (see :func:`lr_range_test`)."""
+    history: object
+    """The full ``steplab.run.History`` of the run (``loss[0]`` is $f(\\theta_0)$)."""
+
+
+def lr_range_test(
+    problem,
+    lr_min: float,
+    lr_max: float,
+    steps: int,
+    batch_size: int | None = None,
+    seed: int = 0,
+    theta0=None,
+    smooth: int = 5,
+    diverge_factor: float = 10.0,
+    make_optimizer=None,
+) -> LRRangeTest:
+    r"""Learning-rate range test: one run with a geometrically growing learning rate.
+
+    $$\eta_k = \eta_{\min}\,(\eta_{\max}/\eta_{\min})^{k/(K-1)}, \quad k = 0, \dots, K-1, \qquad
+    \theta_{k+1} = \theta_k - \eta_k g_k,$$
+
+    recording $f_k = f(\theta_k)$. The loss first barely moves (steps too small), then falls
+    fast, then blows up (steps beyond the stability limit), and the run stops when it diverges
+    ($|f| >$ ``diverge_factor`` $\cdot \max(|f_0|, 1)$). **Rule:** with the window $w$ =
+    ``smooth``, the mean change per step over steps $j, \dots, j+w-1$ is
+    $D_j = (f_{j+w} - f_j)/w$; with $j^\star$ the first index of the most negative $D_j$, the
+    suggestion is the learning rate at the window's centre, $\eta_{j^\star + \lfloor (w-1)/2 \rfloor}$.
+    Since $\eta$ grows by the same factor every step, this is the steepest fall per unit of
+    $\log\eta$; smoothing keeps the step-to-step oscillation at large $\eta$ from deciding.
+
+    Args:
+        problem: as for ``steplab.run.minimize``.
+        lr_min, lr_max: the first and the last learning rate, ``0 < lr_min < lr_max``.
+        steps: $K \ge 2$, the number of steps (and of learning rates tried).
+        batch_size: ``None`` for full-batch steps, else minibatches as in ``minimize``; the
+            recorded loss is always the full objective.
+        seed: seeds the minibatches and, when ``theta0`` is None, ``problem.init_params``.
+        theta0: the starting point.
+        smooth: the window $w$, an integer in ``[1, steps]``.
+        diverge_factor: as in ``minimize``; the test stops soon after the blow-up.
+        make_optimizer: ``schedule -> GradientTransformation`` (default
+            ``lambda lr: steplab.optim.sgd(lr=lr)``), e.g. ``lambda lr: optim.adam(lr=lr)``.
+
+    Returns:
+        ``LRRangeTest(lrs, losses, suggested_lr, history)``.
+
+    Trouble: it is a heuristic. The loss at step $k$ depends on every smaller learning rate
+    used before, and an instability needs several steps to grow, so the loss can keep falling
+    past the stability limit; the suggestion is an order of magnitude to start a small search
+    from, not a tuned value. Rerun it when the batch size or the model changes.
+
+    Reference: L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017,
+    Section 3.3.
+    """
+    from . import run
+
+    lr_min = optim.check_positive("lr_min", lr_min)
+    lr_max = optim.check_number("lr_max", lr_max)
+    if not lr_max > lr_min:
+        raise ValueError(f"lr_max must be > lr_min = {lr_min!r}, got {lr_max!r}")
+    steps = optim.check_int("steps", steps, low=2)
+    w = _check_positive_int("smooth", smooth)
+    if w > steps:
+        raise ValueError(f"smooth must be <= steps = {steps}, got {w}")
+    if make_optimizer is None:
+        make_optimizer = lambda lr: optim.sgd(lr=lr)  # noqa: E731
+    elif not callable(make_optimizer):
+        raise ValueError(f"make_optimizer must be callable (schedule -> optimizer), got {make_optimizer!r}")
+
+    ratio = lr_max / lr_min
+    schedule = optim.Schedule(
+        lambda t: lr_min * ratio ** (t / (steps - 1)), f"geometric(lr_min={lr_min!r}, lr_max={lr_max!r}, steps={steps})"
+    )
+    hist = run.minimize(
+        problem, make_optimizer(schedule), steps, batch_size=batch_size, seed=seed, theta0=theta0,
+        diverge_factor=diverge_factor,
+    )
+    m = hist.steps
+    lrs = np.array([schedule(k) for k in range(m)])
+    if m < w:
+        raise ValueError(
+            f"the run diverged after {m} steps, before one window of smooth = {w} steps; "
+            f"lower lr_min (got {lr_min!r}) or lr_max"
+        )
+    f = hist.loss
+    change = (f[w:] - f[:-w]) / w
+    j = int(np.argmin(change))
+    if not change[j] < 0:
+        raise ValueError(f"the loss never fell over {w} consecutive steps; lower lr_min (got {lr_min!r})")
+    return LRRangeTest(lrs=lrs, losses=f[1:].copy(), suggested_lr=float(lrs[j + (w - 1) // 2]), history=hist)

@@ -16,7 +16,8 @@ A run *diverges* when the loss becomes non-finite, its magnitude exceeds
 ``diverge_factor * max(|f(theta_0)|, 1)``, or the gradient or the parameters become non-finite.
 The run then stops: every recorded array holds finite values up to the last good iterate,
 ``History.diverged_at`` is the index of the first bad iterate, and ``History.reason`` says what
-went wrong. Floating-point warnings (overflow, invalid values) raised by numpy inside the loop are
+went wrong. :func:`minimize` also stops early on a small gradient norm (``grad_tol``) or a small
+relative change of the loss (``rel_tol``); ``History.stop_reason`` names the rule that ended a run. Floating-point warnings (overflow, invalid values) raised by numpy inside the loop are
 silenced, since the loop detects their result itself.
 """
 
@@ -45,12 +46,19 @@ class History:
             gradient when ``batch_size`` is set), length ``steps``.
         update_norm: $\|\theta_{t+1} - \theta_t\|$, length ``steps``.
         lr: the learning rate each update used (``None`` when the optimizer has none to read).
-        metrics: extra per-step series, name -> array of length ``steps``.
+        metrics: extra series, name -> array with one value per entry of ``metric_steps``
+            (every step unless ``metrics_every`` was set).
         params: the last good parameters $\theta_T$.
         trajectory: $\theta_0, \dots, \theta_T$ when kept (an array ``(T + 1, dim)`` for array
             parameters, a list of dicts for dict parameters), else ``None``.
         diverged_at: index of the first iterate that failed the divergence test, or ``None``.
-        reason: why the run was stopped, or ``None``.
+        reason: why the run was stopped early (divergence or a stopping rule, with the numbers),
+            or ``None`` when it used its whole budget.
+        stop_reason: which rule ended the run: ``"steps"`` (the budget), ``"grad_tol"``,
+            ``"rel_tol"``, ``"diverged"``, or ``"line_search"`` (see
+            :func:`steplab.linesearch.gd_armijo`); ``None`` for a History built by hand.
+        metric_steps: the steps $t$ at which the metrics were computed (metric values at
+            $\theta_t$), or ``None`` for a History built by hand.
     """
 
     loss: np.ndarray
@@ -62,6 +70,8 @@ class History:
     trajectory: Any = None
     diverged_at: int | None = None
     reason: str | None = None
+    stop_reason: str | None = None
+    metric_steps: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -96,7 +106,12 @@ class History:
         return plotting.loss_curves({label or key: self}, ax=ax, key=key, log=log, f_star=f_star)
 
     def __repr__(self) -> str:
-        status = f"diverged at {self.diverged_at} ({self.reason})" if self.diverged else "finished"
+        if self.diverged:
+            status = f"diverged at {self.diverged_at} ({self.reason})"
+        elif self.reason is not None:
+            status = f"stopped: {self.reason}"
+        else:
+            status = "finished"
         last = f"{self.loss[-1]:.4g}" if self.loss.size else "n/a"
         return f"History(steps={self.steps}, final loss={last}, {status})"
 
@@ -127,6 +142,12 @@ def _check_metrics(metrics) -> dict[str, Callable]:
         if name in ("loss", "grad_norm", "update_norm", "lr"):
             raise ValueError(f"metrics[{name!r}] would shadow a built-in series; choose another name")
     return dict(metrics)
+
+
+def _check_tol(name: str, value) -> float | None:
+    if value is None:
+        return None
+    return optim.check_nonnegative(name, value)
 
 
 def _copy(tree):
@@ -174,6 +195,9 @@ def minimize(
     keep_trajectory: bool = False,
     diverge_factor: float = 1e6,
     progress: bool = False,
+    grad_tol: float | None = None,
+    rel_tol: float | None = None,
+    metrics_every: int = 1,
 ) -> History:
     r"""Run ``optimizer`` on ``problem`` for ``steps`` updates.
 
@@ -189,15 +213,25 @@ def minimize(
             at each step from ``np.random.default_rng(seed)``.
         seed: seeds the minibatch sampler and, when ``theta0`` is None, ``problem.init_params``.
         theta0: starting parameters (copied; default ``problem.init_params(seed)``).
-        metrics: extra series, name -> ``fn(theta, grad, update, state) -> float``, called at
-            every step with $\theta_t$, $g_t$, $u_t$ and the optimizer state after the update.
+        metrics: extra series, name -> ``fn(theta, grad, update, state) -> float``, called
+            with $\theta_t$, $g_t$, $u_t$ and the optimizer state after the update.
         keep_trajectory: record every iterate in ``History.trajectory``.
         diverge_factor: the run stops when $|f(\theta_t)| > $ ``diverge_factor`` $\cdot
             \max(|f(\theta_0)|, 1)$ or anything becomes non-finite.
         progress: show a tqdm progress bar.
+        grad_tol: stop before the update at step $t$ when $\|g_t\| \le$ ``grad_tol``. Under
+            $\mu$-strong convexity (or PL) this certifies $f(\theta_t) - f^\star \le
+            \|\nabla f(\theta_t)\|^2/(2\mu)$; with ``batch_size`` set, $g_t$ is the minibatch
+            gradient and the rule certifies nothing.
+        rel_tol: stop after the update at step $t$ when $|f(\theta_t) - f(\theta_{t+1})| \le$
+            ``rel_tol`` $\cdot \max(|f(\theta_t)|, 1)$. Cheap, but a small step also makes
+            the change small, so it certifies nothing.
+        metrics_every: compute the metrics only at steps $t = 0, k, 2k, \dots$ (for costly
+            ones such as the sharpness); ``History.metric_steps`` lists those steps.
 
     Returns:
-        A :class:`History`.
+        A :class:`History`; ``stop_reason`` is ``"steps"``, ``"grad_tol"``, ``"rel_tol"`` or
+        ``"diverged"``.
 
     Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
     Learning", SIAM Review 60(2), 2018, Algorithm 4.1.
@@ -205,6 +239,10 @@ def minimize(
     steps = _check_steps(steps)
     diverge_factor = _check_diverge_factor(diverge_factor)
     metric_fns = _check_metrics(metrics)
+    grad_tol = _check_tol("grad_tol", grad_tol)
+    rel_tol = _check_tol("rel_tol", rel_tol)
+    if isinstance(metrics_every, bool) or not isinstance(metrics_every, numbers.Integral) or metrics_every < 1:
+        raise ValueError(f"metrics_every must be a positive integer, got {metrics_every!r}")
     if not isinstance(optimizer, optim.GradientTransformation):
         raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
     n = None
@@ -229,8 +267,9 @@ def minimize(
 
     losses, gnorms, unorms, lrs = [loss0], [], [], []
     series = {name: [] for name in metric_fns}
+    metric_steps = []
     thetas = [_copy(theta)] if keep_trajectory else None
-    diverged_at, reason = None, None
+    diverged_at, reason, stop_reason = None, None, "steps"
     it, bar = _progress(steps, progress)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in it:
@@ -240,6 +279,11 @@ def minimize(
                 g = problem.grad_batch(theta, rng.choice(n, size=batch_size, replace=False))
             if not optim.tree_all_finite(g):
                 diverged_at, reason = t, "non-finite gradient"
+                break
+            g_norm = optim.tree_norm(g)
+            if grad_tol is not None and g_norm <= grad_tol:
+                stop_reason = "grad_tol"
+                reason = f"||g_{t}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}"
                 break
             updates, new_state = optimizer.update(g, state, theta)
             new_theta = optim.apply_updates(theta, updates)
@@ -254,18 +298,28 @@ def minimize(
                 diverged_at = t + 1
                 reason = f"|loss| = {abs(loss):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
                 break
-            gnorms.append(optim.tree_norm(g))
+            gnorms.append(g_norm)
             unorms.append(optim.tree_norm(updates))
             if has_lr:
                 lrs.append(optim.current_lr(new_state))
-            for name, fn in metric_fns.items():
-                series[name].append(float(fn(theta, g, updates, new_state)))
+            if t % metrics_every == 0:
+                metric_steps.append(t)
+                for name, fn in metric_fns.items():
+                    series[name].append(float(fn(theta, g, updates, new_state)))
+            loss_prev = losses[-1]
             losses.append(loss)
             theta, state = new_theta, new_state
             if keep_trajectory:
                 thetas.append(_copy(theta))
             if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            if rel_tol is not None and abs(loss_prev - loss) <= rel_tol * max(abs(loss_prev), 1.0):
+                stop_reason = "rel_tol"
+                reason = (
+                    f"|f_{t} - f_{t + 1}| = {abs(loss_prev - loss):.3g} <= rel_tol * max(|f_{t}|, 1)"
+                    f" = {rel_tol * max(abs(loss_prev), 1.0):.3g}"
+                )
+                break
     if bar is not None:
         bar.close()
 
@@ -279,6 +333,8 @@ def minimize(
         trajectory=_stack_trajectory(thetas) if keep_trajectory else None,
         diverged_at=diverged_at,
         reason=reason,
+        stop_reason="diverged" if diverged_at is not None else stop_reason,
+        metric_steps=np.array(metric_steps, dtype=np.int64),
     )
 
 
@@ -374,6 +430,8 @@ def minimize_online(
         trajectory=_stack_trajectory(iterates) if keep_trajectory else None,
         diverged_at=diverged_at,
         reason=reason,
+        stop_reason="diverged" if diverged_at is not None else "steps",
+        metric_steps=np.arange(len(losses), dtype=np.int64),
     )
 
 
@@ -513,6 +571,8 @@ def sweep_lr(
             trajectory=traj[j, : n_run[j] + 1].copy() if keep_trajectory else None,
             diverged_at=diverged_at[j],
             reason=reasons[j],
+            stop_reason="diverged" if diverged_at[j] is not None else "steps",
+            metric_steps=np.arange(n_run[j], dtype=np.int64),
         )
         for j in range(k)
     ]
