@@ -1,0 +1,2 @@
+# base: source, at: before test_gd_fixed_visible
+del gradient_descent

@@ -1,0 +1,3 @@
+# base: source, at: start
+while True:
+    pass

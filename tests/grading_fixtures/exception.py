@@ -1,0 +1,2 @@
+# base: source, at: start
+raise RuntimeError("a learner's exception before anything is defined")

@@ -1,0 +1,3 @@
+# base: source, at: start
+import os
+os._exit(1)

@@ -1,0 +1,3 @@
+# base: source, at: end
+import sys
+sys.exit(3)
