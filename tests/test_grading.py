@@ -85,7 +85,7 @@ def graded(tmp_path_factory):
     victim_file = put("victim", PS1, _nb_path("source", PS1))
     for fixture in _hostile():
         put(fixture, PS1, _inject(PS1, fixture + ".py"))
-    put("corrupt", PS1, os.path.join(FIXTURES, "corrupt.ipynb"))
+    put("corrupt", PS1, os.path.join(FIXTURES, "corrupt_notebook.txt"))
     put("wrong_name", PS1, _nb_path("source", PS1), filename="ps1_final_version.ipynb")
     victim_bytes = open(victim_file, "rb").read()
 
