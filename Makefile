@@ -1,0 +1,53 @@
+# The course's two commands: `make book` and `make test`.
+# Both create .venv if it is missing and install the project from its own files.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+LABSTAMP := $(VENV)/.installed-lab
+HTML   := $(CURDIR)/_build/html/index.html
+export PATH := $(BIN):$(PATH)
+# One BLAS thread per process: the course's matrices are small, and a multithreaded
+# BLAS on a busy 2-core machine makes small products up to 200x slower.
+export OPENBLAS_NUM_THREADS := 1
+export OMP_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+
+.PHONY: book test lab install clean
+
+install: $(STAMP)
+
+# Reinstall only when the dependencies change.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints.txt -e ".[course,book,test]"
+	touch $@
+
+book: $(STAMP)
+	# --all re-reads every page (so no earlier warning is hidden); executed notebooks come from the cache.
+	jupyter-book build . --all -W -n --keep-going
+	@echo ""
+	@echo "The site is built. Open:  file://$(HTML)"
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ]; then \
+		$(VENV)/bin/python -m webbrowser -t "file://$(HTML)" >/dev/null 2>&1 || true; \
+	fi
+
+test: $(STAMP)
+	pytest
+
+$(LABSTAMP): $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements/constraints.txt -e ".[course,lab]"
+	touch $@
+
+lab: $(LABSTAMP)
+	jupyter lab
+
+clean:
+	rm -rf _build
+
+# make release | grade | check NB=path: the graded problem sets (README: For instructors).
+include exercises/Makefile
+release grade check: $(STAMP)

@@ -1,0 +1,90 @@
+"""Every notebook in the repository is committed clean.
+
+Clean means: no outputs, no execution counts, and the kernelspec `python3`
+(which resolves to the environment's own kernel, for nbval and for the book
+build alike). Outputs are made when the book is built and when tests run;
+committed outputs go stale and bloat diffs.
+
+The notebooks checked are the ones git knows or would add: tracked files plus
+untracked files that are not ignored. Notebooks under tests/ are fixtures
+(corrupt or hostile submissions for the grading tests) and are exempt.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT, skip_or_fail
+
+EXPECTED_KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def _git_notebooks() -> list[str] | None:
+    if shutil.which("git") is None:
+        return None
+    proc = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "--", "*.ipynb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        return None
+    return sorted(
+        line
+        for line in set(proc.stdout.splitlines())
+        if line and not line.startswith("tests/") and (ROOT / line).exists()
+    )
+
+
+NOTEBOOKS = _git_notebooks()
+
+
+def test_repository_lists_notebooks():
+    if NOTEBOOKS is None:
+        skip_or_fail("not a git work tree (or git is missing): cannot list the committed notebooks")
+    assert NOTEBOOKS, "git lists no notebook at all; the course has lesson notebooks"
+
+
+def problems(nb: dict) -> list[str]:
+    """Everything that makes a notebook unclean, one message each."""
+    found = []
+    ks = nb.get("metadata", {}).get("kernelspec")
+    if ks != EXPECTED_KERNELSPEC:
+        found.append(f"kernelspec is {ks!r}, expected {EXPECTED_KERNELSPEC!r}")
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("outputs"):
+            found.append(f"cell {i} has {len(cell['outputs'])} output(s)")
+        if cell.get("execution_count") is not None:
+            found.append(f"cell {i} has execution_count {cell['execution_count']}")
+    return found
+
+
+def test_problems_detects_dirty_notebook():
+    dirty = {
+        "metadata": {"kernelspec": {"name": "myenv", "display_name": "x", "language": "python"}},
+        "cells": [
+            {"cell_type": "markdown", "source": "x"},
+            {"cell_type": "code", "source": "1", "execution_count": 3, "outputs": [{"output_type": "stream"}]},
+        ],
+    }
+    msgs = problems(dirty)
+    assert len(msgs) == 3
+    assert "kernelspec" in msgs[0] and "output" in msgs[1] and "execution_count 3" in msgs[2]
+    clean = {"metadata": {"kernelspec": dict(EXPECTED_KERNELSPEC)},
+             "cells": [{"cell_type": "code", "source": "1", "execution_count": None, "outputs": []}]}
+    assert problems(clean) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS or [])
+def test_notebook_is_clean(path):
+    with open(ROOT / path, encoding="utf-8") as fh:
+        nb = json.load(fh)
+    found = problems(nb)
+    assert not found, f"{path}: " + "; ".join(found)
