@@ -88,3 +88,51 @@ def test_notebook_is_clean(path):
         nb = json.load(fh)
     found = problems(nb)
     assert not found, f"{path}: " + "; ".join(found)
+
+
+def inline_math_breaks(source: str) -> list[str]:
+    """Inline ``$...$`` formulas that run over a line break.
+
+    MyST reads a continuation line that starts with ``-``, ``+`` or ``1.`` as a list item,
+    which cuts the formula in two and leaves raw TeX on the page; a formula kept on one
+    line cannot be cut. Display math (``$$``), code spans and fence lines are skipped.
+    """
+    found, i, n = [], 0, len(source)
+    while i < n:
+        if source.startswith("$$", i):
+            j = source.find("$$", i + 2)
+            i = n if j < 0 else j + 2
+        elif source.startswith("```", i):
+            j = source.find("\n", i)
+            i = n if j < 0 else j
+        elif source[i] == "`":
+            j = source.find("`", i + 1)
+            i = n if j < 0 else j + 1
+        elif source[i] == "$" and (i == 0 or source[i - 1] != "\\"):
+            j = i + 1
+            while j < n and not (source[j] == "$" and source[j - 1] != "\\"):
+                j += 1
+            if "\n" in source[i:j]:
+                found.append(source[i : j + 1][:80])
+            i = j + 1
+        else:
+            i += 1
+    return found
+
+
+def test_inline_math_breaks_detects_a_split_formula():
+    assert inline_math_breaks("a $x\n- y$ b") == ["$x\n- y$"]
+    assert inline_math_breaks("a $x - y$ b\n$$\nx\n= y\n$$\n`$a\nb`") == []
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS or [] if p.startswith("chapters/")])
+def test_inline_math_stays_on_one_line(path):
+    with open(ROOT / path, encoding="utf-8") as fh:
+        nb = json.load(fh)
+    found = [
+        f"cell {k}: {frag!r}"
+        for k, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "markdown"
+        for frag in inline_math_breaks("".join(cell["source"]))
+    ]
+    assert not found, f"{path}: inline math over a line break: " + "; ".join(found)
