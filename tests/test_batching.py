@@ -52,6 +52,57 @@ def test_learning_rate_forms_and_the_trend_with_batch_size():
     np.testing.assert_array_equal(r_list.per_seed, r.per_seed)
 
 
+class _Unbatched(LeastSquares):
+    """The same problem without the stacked path, so steps_to_target runs one seed at a time."""
+
+    batched = False
+
+
+def test_vectorized_steps_equal_the_one_run_at_a_time_loop():
+    A, b = make_least_squares(128, 5, noise=0.5, seed=0)
+    fast, slow = LeastSquares(A, b), _Unbatched(A, b)
+    assert not hasattr(slow, "batched") or not slow.batched
+    args = ([1, 8, 32], [0.1 / fast.L_max, 0.3 / fast.L, 0.8 / fast.L], fast.f_star + 0.05, 400)
+    r_fast = bt.steps_to_target(fast, *args, seeds=(0, 1, 2), check_every=3)
+    r_slow = bt.steps_to_target(slow, *args, seeds=(0, 1, 2), check_every=3)
+    np.testing.assert_array_equal(r_fast.per_seed, r_slow.per_seed)
+    assert np.all(np.isfinite(r_fast.per_seed))
+
+
+def test_lr_grid_counts_gradient_descent_by_hand_and_picks_the_fastest():
+    # full batch: SGD is gradient descent; count its steps to the target for every candidate by
+    # hand. 2.5/L > 2/L diverges (never reaches the target); the best is the fastest finite count.
+    p = least_squares()
+    target = p.f_star + 1e-4
+    grid = np.array([0.25, 0.5, 1.0, 2.5]) / p.L
+    r = bt.steps_to_target(p, [p.n, 16], None, target, 300, seeds=(0, 1), lr_grid=grid)
+    by_hand = []
+    for eta in grid:
+        x, t = p.init_params(0), 0
+        while p.value(x) > target and t < 300 and np.isfinite(p.value(x)):
+            x, t = x - eta * p.grad(x), t + 1
+        by_hand.append(t if p.value(x) <= target else np.inf)
+    # both seeds start from their own init_params; seed 0's count is one of the two whose median is taken
+    counts_seed0 = [bt.steps_to_target(p, [p.n], float(eta), target, 300, seeds=(0,)).steps[0] for eta in grid]
+    np.testing.assert_array_equal(counts_seed0, by_hand)
+    assert np.isinf(r.grid_steps[-1, 0])
+    assert r.grid.shape == (4, 2) and r.grid_steps.shape == (4, 2)
+    # the reported lr is the argmin of the median steps in each column, and its counts are its own
+    for col in range(2):
+        j = int(np.argmin(r.grid_steps[:, col]))
+        assert r.lrs[col] == grid[j] and r.steps[col] == r.grid_steps[j, col]
+        single = bt.steps_to_target(p, [[p.n, 16][col]], float(grid[j]), target, 300, seeds=(0, 1))
+        np.testing.assert_array_equal(r.per_seed[col], single.per_seed[0])
+    # GD's contraction factor max(|1 - eta L|, |1 - eta mu|) is smallest at eta = 1/L among these
+    assert r.lrs[0] == grid[2]
+    with pytest.raises(ValueError, match="pass either lr or lr_grid"):
+        bt.steps_to_target(p, [4], 0.1, target, 10, lr_grid=grid)
+    with pytest.raises(ValueError, match=r"lr_grid must have shape \(k,\) or \(k, 1\)"):
+        bt.steps_to_target(p, [4], None, target, 10, lr_grid=np.ones((2, 3)))
+    with pytest.raises(ValueError, match="lr must be given"):
+        bt.steps_to_target(p, [4], None, target, 10)
+
+
 @pytest.mark.parametrize(
     "kwargs, arg",
     [

@@ -44,6 +44,29 @@ def test_load_digits_raw_values():
     assert counts.size == 10 and counts.min() >= 174 and counts.max() <= 183
 
 
+def test_load_digits_unit_scale_and_bias():
+    # "unit" divides the counts 0..16 by 16, so features lie in [0, 1] with both ends attained;
+    # the bias column is exactly one; rows and labels are those of the default split.
+    raw = data.load_digits(standardize=False)
+    ds = data.load_digits(scale="unit", bias=True)
+    assert ds.X_train.shape == (1438, 65) and ds.X_val.shape == (359, 65)
+    np.testing.assert_array_equal(ds.X_train[:, -1], 1.0)
+    np.testing.assert_array_equal(ds.X_val[:, -1], 1.0)
+    np.testing.assert_array_equal(ds.X_train[:, :64] * 16, raw.X_train)
+    np.testing.assert_array_equal(ds.X_val[:, :64] * 16, raw.X_val)
+    assert ds.X_train[:, :64].min() == 0.0 and ds.X_train[:, :64].max() == 1.0
+    np.testing.assert_array_equal(ds.y_train, raw.y_train)
+    # scale overrides standardize; "standard" is the default map, with or without a bias column
+    std = data.load_digits(standardize=False, scale="standard", bias=True)
+    np.testing.assert_array_equal(std.X_train[:, :64], data.load_digits().X_train)
+    np.testing.assert_array_equal(std.X_train[:, 64], 1.0)
+    np.testing.assert_array_equal(data.load_digits(scale="raw").X_train, raw.X_train)
+    with pytest.raises(ValueError, match="scale must be 'standard', 'unit' or 'raw', got 'minmax'"):
+        data.load_digits(scale="minmax")
+    with pytest.raises(ValueError, match="bias must be True or False, got 1"):
+        data.load_digits(bias=1)
+
+
 # ---------------------------------------------------------------- IDX files
 
 
@@ -204,3 +227,27 @@ def test_split_iid():
     assert max(sizes) - min(sizes) <= 1
     # 70 examples at random: a client of ~12 sees many classes, unlike a non-IID client
     assert min(np.unique(yk).size for _, yk in parts) >= 4
+
+
+@pytest.mark.parametrize("split", ["iid", "non_iid"])
+def test_split_return_indices_match_the_data(split):
+    # the index form names the same rows as the data form: X[idx_k] is client k's data
+    X, y = _labelled()
+    if split == "iid":
+        parts = data.split_iid(X, y, 6, seed=3)
+        idx = data.split_iid(X, y, 6, seed=3, return_indices=True)
+    else:
+        parts = data.split_non_iid(X, y, 5, 2, seed=3)
+        idx = data.split_non_iid(X, y, 5, 2, seed=3, return_indices=True)
+        # only the labels are needed for the index form
+        idx_no_x = data.split_non_iid(None, y, 5, 2, seed=3, return_indices=True)
+        assert all(np.array_equal(a, b) for a, b in zip(idx, idx_no_x))
+        assert all(np.unique(y[k]).size == 2 and np.all(np.diff(k) > 0) for k in idx)
+    assert len(idx) == len(parts)
+    for k, (Xk, yk) in zip(idx, parts):
+        assert k.dtype.kind == "i"
+        np.testing.assert_array_equal(X[k], Xk)
+        np.testing.assert_array_equal(y[k], yk)
+    np.testing.assert_array_equal(np.sort(np.concatenate(idx)), np.arange(len(y)))
+    with pytest.raises(ValueError, match="return_indices must be True or False, got 'yes'"):
+        data.split_iid(X, y, 2, return_indices="yes")

@@ -591,3 +591,57 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         Rosenbrock(b=-1.0)
     with pytest.raises(ValueError, match=r"overparameterized=True needs d > n, got d=3, n=10"):
         make_least_squares(10, 3, overparameterized=True)
+
+
+@pytest.mark.parametrize("name", sorted(FINITE_SUMS))
+def test_per_example_values_average_to_value_batch(name):
+    # f_i(theta) with the regularizer inside every f_i: entry i is the one-example objective,
+    # and the mean over any index set is value_batch (over all examples, the full objective)
+    p = FINITE_SUMS[name]()
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal(p.dim)
+    per = p.per_example_values(w)
+    assert per.shape == (p.n,)
+    assert per.mean() == pytest.approx(p.value(w), rel=1e-13)
+    idx = rng.choice(p.n, size=6, replace=False)
+    sub = p.per_example_values(w, idx)
+    assert sub.mean() == pytest.approx(p.value_batch(w, idx), rel=1e-13)
+    for j, i in enumerate(idx):
+        assert sub[j] == pytest.approx(p.value_batch(w, [int(i)]), rel=1e-13)
+    # batched problems accept a stack of parameters: one row of losses per parameter vector
+    W = rng.standard_normal((3, p.dim))
+    stack = p.per_example_values(W, idx)
+    assert stack.shape == (3, 6)
+    for k in range(3):
+        np.testing.assert_allclose(stack[k], p.per_example_values(W[k], idx), rtol=1e-13)
+
+
+def test_per_example_values_closed_forms():
+    # at theta = 0 every logistic loss is log 2 and every softmax loss log K (uniform prediction);
+    # least squares: f_i(x) = (a_i^T x - b_i)^2 / 2 + l2/2 |x|^2, at x = 0 it is b_i^2 / 2
+    lg = random_logistic(1, 23, 3, 0.0)
+    np.testing.assert_allclose(lg.per_example_values(np.zeros(3)), np.log(2.0), rtol=1e-15)
+    sm = random_softmax(2, 19, 3, 4, 0.0)
+    np.testing.assert_allclose(sm.per_example_values(np.zeros(sm.dim)), np.log(4.0), rtol=1e-15)
+    ls = random_least_squares(0, 17, 4, 0.5)
+    np.testing.assert_allclose(ls.per_example_values(np.zeros(4)), ls.b**2 / 2, rtol=1e-15)
+    x = np.ones(4)
+    np.testing.assert_allclose(ls.per_example_values(x), (ls.A @ x - ls.b) ** 2 / 2 + 0.25 * 4, rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(FINITE_SUMS))
+def test_grad_batches_is_one_minibatch_gradient_per_row(name):
+    p = FINITE_SUMS[name]()
+    rng = np.random.default_rng(8)
+    W = rng.standard_normal((4, p.dim))
+    idx = rng.integers(p.n, size=(4, 3))
+    idx[0] = idx[0, 0]  # repeated indices count with their multiplicity
+    G = p.grad_batches(W, idx)
+    assert G.shape == (4, p.dim)
+    for r in range(4):
+        np.testing.assert_allclose(G[r], p.per_example_grads(W[r], idx[r]).mean(axis=0), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(G[r], p.grad_batch(W[r], idx[r]), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match=r"idx must have shape \(R, B\) with R = 4 and B >= 1, got shape \(3, 3\)"):
+        p.grad_batches(W, idx[:3])
+    with pytest.raises(ValueError, match=rf"idx must be in \[0, {p.n}\)"):
+        p.grad_batches(W, idx + p.n)

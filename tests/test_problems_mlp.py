@@ -161,3 +161,28 @@ def test_mlp_bad_inputs():
         MLP(X, y, hidden=0)
     with pytest.raises(ValueError, match=r"l2 must be >= 0.0, got -0.5"):
         MLP(X, y, l2=-0.5)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_mlp_per_example_values_and_flat_gradients(task):
+    m = make_mlp(3, 15, 3, 4, task, "tanh", 0.1)
+    theta = m.init_params()
+    per = m.per_example_values(theta)
+    assert per.shape == (m.n,)
+    assert per.mean() == pytest.approx(m.value(theta), rel=1e-13)
+    idx = np.array([4, 0, 9, 2])
+    sub = m.per_example_values(theta, idx)
+    assert sub.mean() == pytest.approx(m.value_batch(theta, idx), rel=1e-13)
+    assert sub[2] == pytest.approx(m.value_batch(theta, [9]), rel=1e-13)
+    # flat rows: row j is flatten of the gradient of f_{idx[j]}; their mean, the batch gradient
+    G = m.per_example_grads_flat(theta, idx)
+    assert G.shape == (4, m.dim)
+    np.testing.assert_allclose(G[2], m.flatten(m.grad_batch(theta, [9])), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(G.mean(axis=0), m.flatten(m.grad_batch(theta, idx)), rtol=1e-12, atol=1e-15)
+
+
+def test_mlp_classification_per_example_loss_at_zero_output_is_log_k():
+    m = make_mlp(0, 12, 3, 5, "classification", "tanh", 0.0)
+    theta = m.init_params()
+    theta["W2"][:] = 0.0
+    np.testing.assert_allclose(m.per_example_values(theta), np.log(m.n_outputs), rtol=1e-14)

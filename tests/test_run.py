@@ -363,3 +363,167 @@ def test_stopping_and_metrics_validation():
         minimize(q, optim.sgd(0.1), 5, rel_tol=float("nan"))
     with pytest.raises(ValueError, match="metrics_every must be a positive integer, got 0"):
         minimize(q, optim.sgd(0.1), 5, metrics_every=0)
+
+
+# ---------------------------------------------------------------- sgd_runs
+
+
+class _ReplayedOracle:
+    """One run of sgd_runs seen by minimize: grad returns the r-th run's recorded draw at each call."""
+
+    def __init__(self, problem, grads):
+        self.problem, self.grads, self.calls = problem, grads, 0
+        self.dim = problem.dim
+
+    def value(self, theta):
+        return self.problem.value(theta)
+
+    def grad(self, theta):
+        g = self.grads(theta, self.calls)
+        self.calls += 1
+        return g
+
+    def init_params(self, seed=0):
+        return self.problem.init_params(seed)
+
+
+@pytest.mark.parametrize("batch_size,noise_std,average", [(3, 0.0, True), (None, 0.7, "lr"), (2, 0.3, True)])
+def test_sgd_runs_equal_separate_minimize_runs_with_the_same_draws(batch_size, noise_std, average):
+    from steplab.problems import make_least_squares
+    from steplab.run import sgd_runs
+
+    A, b = make_least_squares(40, 3, noise=0.5, seed=1)
+    p = LeastSquares(A, b, l2=0.1)
+    R, T, seed = 4, 30, 5
+    schedule = optim.schedules.inverse_time(0.5, 2.0)
+    theta0 = np.random.default_rng(0).standard_normal((R, 3))
+    out = sgd_runs(p, schedule, T, R, batch_size=batch_size, noise_std=noise_std, seed=seed, theta0=theta0,
+                   average=average, average_start=4, record_every=7)
+    # replay the documented draws: per step, the indices (if any), then the noise (if any)
+    rng = np.random.default_rng(seed)
+    idx, noise = [], []
+    for _ in range(T):
+        idx.append(rng.integers(p.n, size=(R, batch_size)) if batch_size else None)
+        noise.append(rng.standard_normal((R, 3)) if noise_std else np.zeros((R, 3)))
+    np.testing.assert_array_equal(out.steps, [0, 7, 14, 21, 28, 30])
+    for r in range(R):
+        def grads(theta, t, r=r):
+            g = p.grad(theta) if batch_size is None else p.grad_batch(theta, idx[t][r])
+            return g + noise_std * noise[t][r]
+
+        h = minimize(_ReplayedOracle(p, grads), optim.sgd(lr=schedule), T, theta0=theta0[r], keep_trajectory=True)
+        np.testing.assert_allclose(out.params[r], h.params, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out.loss[:, r], h.loss[out.steps], rtol=1e-12)
+        np.testing.assert_allclose(out.dist2[:, r], np.sum((h.trajectory[out.steps] - p.minimizer) ** 2, axis=1),
+                                   rtol=1e-10)
+        w = np.ones(T) if average is True else np.array([schedule(t) for t in range(T)])
+        w[:4] = 0.0  # average_start = 4
+        for j, t in enumerate(out.steps):
+            avg = h.trajectory[t] if t <= 4 else w[:t] @ h.trajectory[:t] / w[:t].sum()
+            assert out.avg_loss[j, r] == pytest.approx(p.value(avg), rel=1e-12)
+        np.testing.assert_allclose(out.average[r], w @ h.trajectory[:T] / w.sum(), rtol=1e-12)
+    np.testing.assert_allclose(out.lr, [schedule(t) for t in range(T)])
+
+
+def test_sgd_runs_noisy_quadratic_stationary_variance():
+    r"""Stationary variance of constant-step SGD with an additive Gaussian oracle on a quadratic.
+
+    With H = diag(lambda_i) (axis-aligned) and g = H(theta - theta*) + sigma z, z ~ N(0, I), the
+    error c = theta_i - theta*_i obeys c_{t+1} = (1 - eta lambda_i) c_t - eta sigma z_{t,i}. Started
+    at c_0 = 0 the c_t are Gaussian with variance v_t, v_{t+1} = (1 - eta lambda_i)^2 v_t + eta^2 sigma^2,
+    so v_t = v_inf (1 - (1 - eta lambda_i)^{2t}) with v_inf = eta^2 sigma^2 / (1 - (1 - eta lambda_i)^2)
+    = eta sigma^2 / (lambda_i (2 - eta lambda_i)), i.e. lambda_i v_inf = eta sigma^2 / (2 - eta lambda_i).
+    At eta lambda = 1.8 that is ten times the small-step value eta sigma^2 / 2.
+    The sample variance over R independent Gaussian runs has relative standard deviation sqrt(2/R);
+    the check allows 4 of them.
+    """
+    from steplab.run import sgd_runs
+
+    lam = np.array([0.1, 0.5, 1.0, 1.8])
+    q = Quadratic(lam, rotate=False, center=np.array([1.0, -1.0, 0.0, 2.0]))
+    eta, sigma, R, T = 1.0, 0.5, 4000, 150
+    out = sgd_runs(q, eta, T, R, noise_std=sigma, seed=3, theta0=q.minimizer, record_steps=[T])
+    c = out.params - q.minimizer
+    v_T = eta * sigma**2 / (lam * (2 - eta * lam)) * (1 - (1 - eta * lam) ** (2 * T))
+    np.testing.assert_allclose(lam * np.mean(c**2, axis=0), lam * v_T, rtol=4 * np.sqrt(2 / R))
+    np.testing.assert_allclose(lam * v_T, eta * sigma**2 / (2 - eta * lam), rtol=1e-6)  # transient gone
+    # E f - f* = 1/2 sum_i lambda_i v_i, and the recorded suboptimality is its per-run estimate
+    assert out.mean("suboptimality")[-1] == pytest.approx(0.5 * np.sum(lam * v_T), rel=4 * np.sqrt(2 / R))
+    assert out.mean("dist2")[-1] == pytest.approx(np.sum(v_T), rel=4 * np.sqrt(2 / R))
+
+
+def test_sgd_runs_average_of_gradient_descent_is_a_geometric_mean():
+    # no noise: theta_t - theta* = q^t (theta_0 - theta*), q = 1 - eta lambda, so the uniform
+    # average of theta_0..theta_{T-1} is theta* + (1 - q^T) / ((1 - q) T) (theta_0 - theta*)
+    from steplab.run import sgd_runs
+
+    q1 = Quadratic([0.5], rotate=False, center=np.array([2.0]))
+    eta, T = 0.4, 25
+    out = sgd_runs(q1, eta, T, 3, theta0=np.array([0.0]), average=True)
+    ratio = 1 - eta * 0.5
+    expected = 2.0 + (1 - ratio**T) / ((1 - ratio) * T) * (0.0 - 2.0)
+    np.testing.assert_allclose(out.average[:, 0], expected, rtol=1e-13)
+    np.testing.assert_allclose(out.params[:, 0], 2.0 - 2.0 * ratio**T, rtol=1e-13)
+    np.testing.assert_allclose(out.mean("dist2"), 4.0 * ratio ** (2 * np.arange(T + 1)), rtol=1e-12)
+    # record_loss=False skips the objective and keeps the same iterates and distances
+    cheap = sgd_runs(q1, eta, T, 3, theta0=np.array([0.0]), average=True, record_loss=False)
+    assert cheap.loss is None and cheap.avg_loss is None
+    np.testing.assert_array_equal(cheap.dist2, out.dist2)
+    with pytest.raises(ValueError, match="suboptimality needs record_loss=True"):
+        cheap.mean("suboptimality")
+
+
+def test_sgd_runs_validation():
+    from steplab.run import sgd_runs
+
+    q = Quadratic([1.0, 2.0])
+    with pytest.raises(ValueError, match="n_runs must be a positive integer, got 0"):
+        sgd_runs(q, 0.1, 5, 0)
+    with pytest.raises(ValueError, match="noise_std must be >= 0, got -1"):
+        sgd_runs(q, 0.1, 5, 2, noise_std=-1.0)
+    with pytest.raises(ValueError, match="average must be False, True or 'lr', got 'tail'"):
+        sgd_runs(q, 0.1, 5, 2, average="tail")
+    with pytest.raises(ValueError, match="batch_size=2 needs a finite-sum problem"):
+        sgd_runs(q, 0.1, 5, 2, batch_size=2)
+    with pytest.raises(ValueError, match=r"theta0 must have shape \(2,\) or \(3, 2\), got shape \(4,\)"):
+        sgd_runs(q, 0.1, 5, 3, theta0=np.zeros(4))
+    with pytest.raises(ValueError, match="sgd_runs needs a problem with batched = True"):
+        X, y = np.random.default_rng(0).standard_normal((6, 2)), np.array([0, 1, 0, 1, 0, 1])
+        sgd_runs(MLP(X, y, hidden=2), 0.1, 5, 2)
+
+
+def test_eval_every_evaluates_the_loss_only_at_the_listed_steps():
+    # the iterates do not depend on how often the loss is evaluated; the recorded losses are the
+    # full run's losses at t = 0, k, 2k, ... and at the last step, and value() is called once per entry
+    p = _ls()
+
+    class Counting(type(p)):
+        calls = 0
+
+        def value(self, theta):
+            Counting.calls += 1
+            return super().value(theta)
+
+    cp = Counting(p.A, p.b, l2=p.l2)
+    full = minimize(p, optim.sgd(0.05), 23, batch_size=4, seed=2)
+    Counting.calls = 0
+    sparse = minimize(cp, optim.sgd(0.05), 23, batch_size=4, seed=2, eval_every=5)
+    np.testing.assert_array_equal(sparse.loss_steps, [0, 5, 10, 15, 20, 23])
+    np.testing.assert_allclose(sparse.loss, full.loss[sparse.loss_steps], rtol=1e-13)
+    assert Counting.calls == 6
+    np.testing.assert_array_equal(sparse.params, full.params)
+    assert sparse.steps == 23 and sparse.grad_norm.size == 23
+    assert full.loss_steps is None
+    with pytest.raises(ValueError, match="eval_every must be a positive integer, got 0"):
+        minimize(p, optim.sgd(0.05), 5, eval_every=0)
+    with pytest.raises(ValueError, match="rel_tol compares consecutive losses and needs eval_every=1, got eval_every=2"):
+        minimize(p, optim.sgd(0.05), 5, eval_every=2, rel_tol=1e-3)
+
+
+def test_eval_every_still_catches_divergence():
+    # GD with eta = 3/L on a quadratic diverges; with eval_every the loss test fires at the
+    # first evaluated step past the threshold, which is a multiple of k
+    q = Quadratic([1.0], rotate=False)
+    h = minimize(q, optim.sgd(3.0), 100, theta0=np.array([1.0]), eval_every=4, diverge_factor=1e3)
+    # |theta_t| = 2^t, f = 4^t / 2 > 1e3 * 1/2 first at t = 5; the first evaluation after is t = 8
+    assert h.diverged_at == 8

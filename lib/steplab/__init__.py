@@ -6,20 +6,26 @@
     steplab.check.bound("GD converges", history.loss[-1], history.loss[0])
 
 Submodules: ``optim`` (optimizers and schedules), ``problems`` (objectives), ``run`` (the loop and
-its History), ``check`` (PASS/FAIL checks), ``diagnostics`` (what to log), ``data`` (data sets).
+its History), ``check`` (PASS/FAIL checks), ``diagnostics`` (what to log), ``data`` (data sets),
+``linesearch`` (Armijo and stopping rules), ``finite_sum`` (SGD, SVRG, SAGA, SARAH on finite sums),
+``batching`` (batch size and learning-rate scaling), ``distributed`` (data-parallel and federated
+simulations).
 ``plotting`` and ``explore`` import matplotlib, seaborn and ipywidgets, so they load on first use
 (``steplab.plotting`` or ``from steplab import plotting``), keeping ``import steplab`` fast.
 """
 
 import importlib
 
-from . import check, data, diagnostics, optim, problems, run
+from . import batching, check, data, diagnostics, distributed, finite_sum, linesearch, optim, problems, run
 
 __version__ = "0.1.0"
 
 _LAZY = ("plotting", "explore")
 
-__all__ = ["optim", "problems", "run", "check", "diagnostics", "data", *_LAZY, "__version__"]
+__all__ = [
+    "optim", "problems", "run", "check", "diagnostics", "data", "finite_sum", "distributed", "batching",
+    "linesearch", *_LAZY, "__version__",
+]
 
 
 def __getattr__(name):

@@ -70,12 +70,17 @@ class StepsToTarget:
             target was not reached within ``max_steps``.
         steps: median over seeds, shape ``(m,)`` (``inf`` when most seeds failed).
         examples: ``batch_sizes * steps``, the examples processed.
+        grid: with ``lr_grid``, the candidate step sizes, shape ``(k, m)``; ``lrs`` is then the
+            best of each column (fewest median steps; ties go to the smaller step size).
+        grid_steps: with ``lr_grid``, the median steps of every candidate, shape ``(k, m)``.
     """
 
     batch_sizes: np.ndarray
     lrs: np.ndarray
     per_seed: np.ndarray
     steps: np.ndarray
+    grid: np.ndarray | None = None
+    grid_steps: np.ndarray | None = None
 
     @property
     def examples(self) -> np.ndarray:
@@ -85,13 +90,14 @@ class StepsToTarget:
 def steps_to_target(
     problem,
     batch_sizes: Sequence[int],
-    lr: float | Sequence[float] | Callable[[int], float],
+    lr: float | Sequence[float] | Callable[[int], float] | None,
     target: float,
     max_steps: int,
     *,
     seeds: Sequence[int] = (0,),
     theta0=None,
     check_every: int = 1,
+    lr_grid=None,
 ) -> StepsToTarget:
     r"""For each batch size :math:`B`, the number of SGD steps until :math:`f(\theta_t) \le` target.
 
@@ -116,6 +122,17 @@ def steps_to_target(
         theta0: common starting point.
         check_every: evaluate the full loss every this many steps (the count is then rounded up
             to a multiple of it).
+        lr_grid: instead of ``lr`` (pass ``lr=None``), candidate step sizes: a 1-D array used at
+            every batch size, or an array ``(k, m)`` with one column per batch size. Every
+            candidate runs with every seed, and the result reports the best candidate per batch
+            size (the learning rate retuned at each :math:`B`, as the critical-batch-size model
+            assumes).
+
+    For every batch size the seeds and candidate step sizes run together as one stack of
+    parameters when the problem is ``batched`` with ``grad_batches`` (least squares, logistic
+    and softmax regression); runs that reached the target or diverged leave the stack. A seed's
+    batches are the same for every step size (common random numbers), and identical to those
+    of the one-run-at-a-time loop used for other problems, so both paths give the same counts.
 
     Reference: C. J. Shallue, J. Lee, J. Antognini, J. Sohl-Dickstein, R. Frostig and
     G. E. Dahl, "Measuring the effects of data parallelism on neural network training",
@@ -127,7 +144,21 @@ def steps_to_target(
         raise ValueError(f"batch_sizes must be a non-empty list of integers, got {batch_sizes!r}")
     if sizes.min() < 1 or sizes.max() > n:
         raise ValueError(f"batch_sizes must lie in [1, n = {n}], got {sizes.tolist()}")
-    if callable(lr):
+    if lr_grid is not None:
+        if lr is not None:
+            raise ValueError(f"pass either lr or lr_grid, not both; got lr={lr!r}")
+        grid = np.asarray(lr_grid, dtype=np.float64)
+        if grid.ndim == 1:
+            grid = np.repeat(grid[:, None], sizes.size, axis=1)
+        if grid.ndim != 2 or grid.shape[1] != sizes.size or grid.shape[0] == 0:
+            raise ValueError(f"lr_grid must have shape (k,) or (k, {sizes.size}), got shape {np.shape(lr_grid)}")
+        if not np.all(np.isfinite(grid) & (grid > 0)):
+            raise ValueError(f"lr_grid must hold positive step sizes, got {grid.tolist()}")
+    elif lr is None:
+        raise ValueError("lr must be given (a number, one per batch size, or a function of B) unless lr_grid is")
+    if lr_grid is not None:
+        lrs = grid[0]
+    elif callable(lr):
         lrs = np.array([lr(int(b)) for b in sizes], dtype=np.float64)
     elif isinstance(lr, Real) and not isinstance(lr, bool):
         lrs = np.full(sizes.size, float(lr))
@@ -145,16 +176,67 @@ def steps_to_target(
     if not seeds:
         raise ValueError("seeds must hold at least one seed, got []")
 
-    per_seed = np.full((sizes.size, len(seeds)), np.inf)
-    for i, (b, eta) in enumerate(zip(sizes, lrs)):
+    if lr_grid is None:
+        grid = lrs[None, :]
+    fast = getattr(problem, "batched", False) and hasattr(problem, "grad_batches")
+    runner = _steps_vectorized if fast else _steps_looped
+    counts = np.stack(
+        [runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every)
+         for i, b in enumerate(sizes)],
+        axis=1,
+    )  # (k, m, n_seeds)
+    medians = np.median(counts, axis=2)
+    best = np.argmin(medians, axis=0)  # first minimum: the smaller step size on ties (grids ascending)
+    cols = np.arange(sizes.size)
+    out = StepsToTarget(sizes.astype(np.float64), grid[best, cols], counts[best, cols], medians[best, cols])
+    if lr_grid is not None:
+        out.grid, out.grid_steps = grid, medians
+    return out
+
+
+def _start(problem, seed, theta0):
+    return np.array(problem.init_params(seed) if theta0 is None else theta0, dtype=np.float64)
+
+
+def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, check_every):
+    """Steps to target for every (step size, seed) pair of one batch size, as one stack."""
+    k, s = etas.size, len(seeds)
+    counts = np.full((k, s), np.inf)
+    theta = np.stack([_start(problem, seed, theta0) for seed in seeds])  # (s, d)
+    start_loss = np.asarray(problem.value(theta))
+    counts[:, start_loss <= target] = 0
+    theta = np.repeat(theta[None], k, axis=0).reshape(k * s, -1)  # row = lr index * s + seed index
+    eta = np.repeat(etas, s)
+    seed_of = np.tile(np.arange(s), k)
+    active = np.flatnonzero(np.isinf(counts.ravel()))
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in range(1, max_steps + 1):
+            if active.size == 0:
+                break
+            # every seed draws every step, active or not, so its batches do not depend on the others
+            draws = np.stack([rng.choice(n, size=b, replace=False) for rng in rngs])
+            th = theta[active]
+            theta[active] = th - eta[active, None] * problem.grad_batches(th, draws[seed_of[active]])
+            if t % check_every == 0 or t == max_steps:
+                loss = np.asarray(problem.value(theta[active]))
+                hit = loss <= target
+                counts.ravel()[active[hit]] = t
+                active = active[~hit & np.isfinite(loss)]
+    return counts
+
+
+def _steps_looped(problem, n, b, etas, target, max_steps, seeds, theta0, check_every):
+    per_seed = np.full((etas.size, len(seeds)), np.inf)
+    for i, eta in enumerate(etas):
         for j, seed in enumerate(seeds):
             rng = np.random.default_rng(seed)
-            theta = np.array(problem.init_params(seed) if theta0 is None else theta0, dtype=np.float64)
+            theta = _start(problem, seed, theta0)
             if problem.value(theta) <= target:
                 per_seed[i, j] = 0
                 continue
             for t in range(1, max_steps + 1):
-                idx = rng.choice(n, size=int(b), replace=False)
+                idx = rng.choice(n, size=b, replace=False)
                 theta = theta - eta * problem.grad_batch(theta, idx)
                 if t % check_every == 0 or t == max_steps:
                     loss = problem.value(theta)
@@ -163,7 +245,7 @@ def steps_to_target(
                     if loss <= target:
                         per_seed[i, j] = t
                         break
-    return StepsToTarget(sizes.astype(np.float64), lrs, per_seed, np.median(per_seed, axis=1))
+    return per_seed
 
 
 # ---------------------------------------------------------------------------

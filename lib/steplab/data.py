@@ -108,7 +108,8 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 
-def load_digits(val_fraction: float = 0.2, seed: int = 0, standardize: bool = True) -> Dataset:
+def load_digits(val_fraction: float = 0.2, seed: int = 0, standardize: bool = True, scale: str | None = None,
+                bias: bool = False) -> Dataset:
     r"""scikit-learn's bundled 8x8 handwritten digits (1797 images, 64 features, 10 classes).
 
     A fixed split: a permutation from ``np.random.default_rng(seed)``, the last
@@ -119,18 +120,36 @@ def load_digits(val_fraction: float = 0.2, seed: int = 0, standardize: bool = Tr
         val_fraction: share of examples held out for validation, in (0, 1).
         seed: seed of the split.
         standardize: standardize the features (else raw pixel values 0..16 as float64).
+            Ignored when ``scale`` is given.
+        scale: the feature map, overriding ``standardize``: ``"standard"`` (standardized with
+            the training statistics), ``"unit"`` (pixels divided by 16, so in $[0, 1]$; no
+            statistics, so nothing leaks from one split to the other) or ``"raw"`` (0..16).
+        bias: append a constant column of ones (the intercept), after scaling: 65 features.
+
+    ``load_digits(scale="unit", bias=True)`` gives $x \mapsto (x/16, 1)$, the features of
+    chapter 2's logistic-regression examples.
 
     Reference: Alpaydin and Kaynak, "Optical Recognition of Handwritten Digits", UCI, 1998.
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    if scale is None:
+        scale = "standard" if standardize else "raw"
+    if scale not in ("standard", "unit", "raw"):
+        raise ValueError(f"scale must be 'standard', 'unit' or 'raw', got {scale!r}")
+    _check_flag("bias", bias)
     X, y = _digits_arrays()
     perm = np.random.default_rng(seed).permutation(len(y))
     n_val = int(round(val_fraction * len(y)))
     tr, va = perm[: len(y) - n_val], perm[len(y) - n_val :]
     X_tr, X_va = X[tr], X[va]
-    if standardize:
+    if scale == "standard":
         X_tr, X_va = _standardize(X_tr, X_va)
+    elif scale == "unit":
+        X_tr, X_va = X_tr / 16.0, X_va / 16.0
+    if bias:
+        X_tr = np.hstack([X_tr, np.ones((len(X_tr), 1))])
+        X_va = np.hstack([X_va, np.ones((len(X_va), 1))])
     return Dataset(X_tr, y[tr], X_va, y[va], 10)
 
 
@@ -304,6 +323,12 @@ def load_mnist(path=None, checksum: bool = True, standardize: bool = True, dtype
 # ------------------------------------------------------------------ client splits
 
 
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _check_xy(X, y):
     X = np.asarray(X)
     y = np.asarray(y)
@@ -312,27 +337,35 @@ def _check_xy(X, y):
     return X, y
 
 
-def split_iid(X, y, n_clients: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_iid(X, y, n_clients: int, seed: int = 0, return_indices: bool = False) -> list:
     r"""Split a data set uniformly at random into ``n_clients`` parts of (nearly) equal size.
 
     A permutation from ``np.random.default_rng(seed)`` cut into ``n_clients`` contiguous
     pieces (sizes differ by at most one). Every example goes to exactly one client, and each
     client's label distribution matches the whole in expectation.
 
+    Args:
+        return_indices: return each client's row indices into ``X`` (in the order of its data)
+            instead of its data, the form ``steplab.distributed`` takes: clients as index arrays
+            into one problem.
+
     Returns:
-        A list of ``(X_k, y_k)``, one per client.
+        A list of ``(X_k, y_k)``, one per client (or of index arrays with ``return_indices``).
     """
     X, y = _check_xy(X, y)
     n_clients = _check_int("n_clients", n_clients, 1)
+    _check_flag("return_indices", return_indices)
     if n_clients > len(y):
         raise ValueError(f"n_clients must be <= the number of examples {len(y)}, got {n_clients}")
     perm = np.random.default_rng(seed).permutation(len(y))
+    if return_indices:
+        return list(np.array_split(perm, n_clients))
     return [(X[idx], y[idx]) for idx in np.array_split(perm, n_clients)]
 
 
 def split_non_iid(
-    X, y, n_clients: int, classes_per_client: int, seed: int = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
+    X, y, n_clients: int, classes_per_client: int, seed: int = 0, return_indices: bool = False
+) -> list:
     r"""Split a data set so that each client sees only ``classes_per_client`` classes.
 
     With the classes $0, \dots, C-1$ present in ``y`` and $c$ = ``classes_per_client``,
@@ -346,13 +379,18 @@ def split_non_iid(
         n_clients: number of clients $K$.
         classes_per_client: $c$, with $1 \le c \le C$ and $Kc \ge C$ (every class is held).
         seed: seed of the shuffles.
+        return_indices: return each client's sorted row indices into ``X`` instead of its data
+            (the form ``steplab.distributed`` takes). ``X`` may then be ``None``.
 
     Returns:
-        A list of ``(X_k, y_k)``, one per client.
+        A list of ``(X_k, y_k)``, one per client (or of index arrays with ``return_indices``).
 
     Reference: McMahan et al., "Communication-Efficient Learning of Deep Networks from
     Decentralized Data", AISTATS 2017.
     """
+    _check_flag("return_indices", return_indices)
+    if X is None and return_indices:
+        X = np.arange(len(np.asarray(y)))
     X, y = _check_xy(X, y)
     n_clients = _check_int("n_clients", n_clients, 1)
     c = _check_int("classes_per_client", classes_per_client, 1)
@@ -383,5 +421,5 @@ def split_non_iid(
     out = []
     for k in range(n_clients):
         idx = np.sort(np.concatenate(parts[k]))
-        out.append((X[idx], y[idx]))
+        out.append(idx if return_indices else (X[idx], y[idx]))
     return out

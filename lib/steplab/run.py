@@ -11,6 +11,9 @@ with $g_t = \nabla f(\theta_t)$ (full batch) or $g_t = \frac{1}{B}\sum_{i\in B_t
 - :func:`sweep_lr` runs gradient descent (optionally with heavy-ball or Nesterov momentum) for many
   learning rates at once on a problem with ``batched = True``; it returns the same Histories as a
   loop of :func:`minimize` calls with ``steplab.optim.sgd``, several times faster.
+- :func:`sgd_runs` runs many independent SGD runs at once (per-run minibatches and/or an additive
+  Gaussian oracle noise), for expectations over the randomness of SGD, with the Polyak-Ruppert
+  average.
 
 A run *diverges* when the loss becomes non-finite, its magnitude exceeds
 ``diverge_factor * max(|f(theta_0)|, 1)``, or the gradient or the parameters become non-finite.
@@ -31,7 +34,7 @@ import numpy as np
 
 from . import optim
 
-__all__ = ["History", "minimize", "minimize_online", "sweep_lr"]
+__all__ = ["History", "Runs", "minimize", "minimize_online", "sweep_lr", "sgd_runs"]
 
 
 @dataclass
@@ -59,6 +62,8 @@ class History:
             :func:`steplab.linesearch.gd_armijo`); ``None`` for a History built by hand.
         metric_steps: the steps $t$ at which the metrics were computed (metric values at
             $\theta_t$), or ``None`` for a History built by hand.
+        loss_steps: the steps $t$ of the entries of ``loss`` when :func:`minimize` evaluated
+            it only every ``eval_every`` steps; ``None`` when ``loss`` has every step.
     """
 
     loss: np.ndarray
@@ -72,6 +77,7 @@ class History:
     reason: str | None = None
     stop_reason: str | None = None
     metric_steps: np.ndarray | None = None
+    loss_steps: np.ndarray | None = None
 
     @property
     def steps(self) -> int:
@@ -103,6 +109,16 @@ class History:
         """Plot one series against the step (see :func:`steplab.plotting.loss_curves`)."""
         from . import plotting
 
+        if self.loss_steps is not None and key == "loss":
+            import matplotlib.pyplot as plt
+
+            ax = ax if ax is not None else plt.gca()
+            y = self.loss - (f_star or 0.0)
+            ax.plot(self.loss_steps, y, label=label or key)
+            if log:
+                ax.set_yscale("log")
+            ax.set_xlabel("step")
+            return ax
         return plotting.loss_curves({label or key: self}, ax=ax, key=key, log=log, f_star=f_star)
 
     def __repr__(self) -> str:
@@ -198,6 +214,7 @@ def minimize(
     grad_tol: float | None = None,
     rel_tol: float | None = None,
     metrics_every: int = 1,
+    eval_every: int = 1,
 ) -> History:
     r"""Run ``optimizer`` on ``problem`` for ``steps`` updates.
 
@@ -228,6 +245,11 @@ def minimize(
             the change small, so it certifies nothing.
         metrics_every: compute the metrics only at steps $t = 0, k, 2k, \dots$ (for costly
             ones such as the sharpness); ``History.metric_steps`` lists those steps.
+        eval_every: evaluate the full objective only at $\theta_t$ for $t = 0, k, 2k, \dots$ and
+            at the last step (a minibatch run then costs $B$ examples per step, not $n$);
+            ``History.loss_steps`` lists those steps. The loss-based divergence test runs at
+            those steps only (non-finite gradients and parameters are caught at every step);
+            ``rel_tol`` needs ``eval_every=1``.
 
     Returns:
         A :class:`History`; ``stop_reason`` is ``"steps"``, ``"grad_tol"``, ``"rel_tol"`` or
@@ -243,6 +265,11 @@ def minimize(
     rel_tol = _check_tol("rel_tol", rel_tol)
     if isinstance(metrics_every, bool) or not isinstance(metrics_every, numbers.Integral) or metrics_every < 1:
         raise ValueError(f"metrics_every must be a positive integer, got {metrics_every!r}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, numbers.Integral) or eval_every < 1:
+        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
+    eval_every = int(eval_every)
+    if eval_every > 1 and rel_tol is not None:
+        raise ValueError(f"rel_tol compares consecutive losses and needs eval_every=1, got eval_every={eval_every}")
     if not isinstance(optimizer, optim.GradientTransformation):
         raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
     n = None
@@ -266,6 +293,7 @@ def minimize(
     threshold = _loss_threshold(loss0, diverge_factor)
 
     losses, gnorms, unorms, lrs = [loss0], [], [], []
+    loss_steps = [0]
     series = {name: [] for name in metric_fns}
     metric_steps = []
     thetas = [_copy(theta)] if keep_trajectory else None
@@ -290,14 +318,16 @@ def minimize(
             if not optim.tree_all_finite(new_theta):
                 diverged_at, reason = t + 1, "non-finite parameters"
                 break
-            loss = float(problem.value(new_theta))
-            if not np.isfinite(loss):
-                diverged_at, reason = t + 1, f"loss is {loss}"
-                break
-            if abs(loss) > threshold:
-                diverged_at = t + 1
-                reason = f"|loss| = {abs(loss):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
-                break
+            evaluate = eval_every == 1 or (t + 1) % eval_every == 0 or t == steps - 1
+            if evaluate:
+                loss = float(problem.value(new_theta))
+                if not np.isfinite(loss):
+                    diverged_at, reason = t + 1, f"loss is {loss}"
+                    break
+                if abs(loss) > threshold:
+                    diverged_at = t + 1
+                    reason = f"|loss| = {abs(loss):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
+                    break
             gnorms.append(g_norm)
             unorms.append(optim.tree_norm(updates))
             if has_lr:
@@ -307,12 +337,14 @@ def minimize(
                 for name, fn in metric_fns.items():
                     series[name].append(float(fn(theta, g, updates, new_state)))
             loss_prev = losses[-1]
-            losses.append(loss)
+            if evaluate:
+                losses.append(loss)
+                loss_steps.append(t + 1)
             theta, state = new_theta, new_state
             if keep_trajectory:
                 thetas.append(_copy(theta))
             if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
-                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
             if rel_tol is not None and abs(loss_prev - loss) <= rel_tol * max(abs(loss_prev), 1.0):
                 stop_reason = "rel_tol"
                 reason = (
@@ -335,6 +367,7 @@ def minimize(
         reason=reason,
         stop_reason="diverged" if diverged_at is not None else stop_reason,
         metric_steps=np.array(metric_steps, dtype=np.int64),
+        loss_steps=np.array(loss_steps, dtype=np.int64) if eval_every > 1 else None,
     )
 
 
@@ -576,3 +609,237 @@ def sweep_lr(
         )
         for j in range(k)
     ]
+
+
+# ------------------------------------------------------------------ independent SGD runs
+
+
+@dataclass
+class Runs:
+    r"""What :func:`sgd_runs` recorded: one column per run, one row per recorded step.
+
+    Attributes:
+        steps: the recorded steps $t$ (always $0$ and $T$), shape ``(m,)``.
+        loss: $f(\theta_t^{(r)})$, shape ``(m, R)`` (``None`` with ``record_loss=False``).
+        dist2: $\|\theta_t^{(r)} - \theta^\star\|^2$, shape ``(m, R)`` (``None`` when the
+            problem has no ``minimizer``).
+        params: the last iterates $\theta_T^{(r)}$, shape ``(R, dim)``.
+        lr: the step size of every update, shape ``(T,)``.
+        f_star: the problem's ``f_star`` (or ``None``).
+        average: the running averages $\bar\theta_T^{(r)}$ at the end, shape ``(R, dim)``, when
+            ``average`` was requested, else ``None``.
+        avg_loss, avg_dist2: $f(\bar\theta_t^{(r)})$ and $\|\bar\theta_t^{(r)} - \theta^\star\|^2$
+            at the recorded steps, when ``average`` was requested.
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray | None
+    dist2: np.ndarray | None
+    params: np.ndarray
+    lr: np.ndarray
+    f_star: float | None = None
+    average: np.ndarray | None = None
+    avg_loss: np.ndarray | None = None
+    avg_dist2: np.ndarray | None = None
+
+    @property
+    def n_runs(self) -> int:
+        return int(self.params.shape[0])
+
+    def suboptimality(self) -> np.ndarray:
+        r"""$f(\theta_t^{(r)}) - f^\star$, shape ``(m, R)``."""
+        if self.f_star is None or self.loss is None:
+            raise ValueError("suboptimality needs record_loss=True and a problem with f_star")
+        return self.loss - self.f_star
+
+    def mean(self, key: str = "dist2") -> np.ndarray:
+        """The mean over runs of ``loss``, ``dist2``, ``suboptimality``, ``avg_loss``, ``avg_dist2``
+        or ``avg_suboptimality``, per recorded step: the Monte Carlo estimate of the expectation."""
+        if key == "suboptimality":
+            return self.suboptimality().mean(axis=1)
+        if key == "avg_suboptimality":
+            if self.f_star is None or self.avg_loss is None:
+                raise ValueError("avg_suboptimality needs average, record_loss=True and a problem with f_star")
+            return (self.avg_loss - self.f_star).mean(axis=1)
+        if key not in ("loss", "dist2", "avg_loss", "avg_dist2"):
+            raise ValueError(
+                f"key must be one of 'loss', 'dist2', 'suboptimality', 'avg_loss', 'avg_dist2', "
+                f"'avg_suboptimality', got {key!r}"
+            )
+        value = getattr(self, key)
+        if value is None:
+            raise ValueError(f"these runs recorded no {key!r}")
+        return value.mean(axis=1)
+
+    def __repr__(self) -> str:
+        return f"Runs(n_runs={self.n_runs}, steps={int(self.steps[-1])}, recorded={self.steps.size})"
+
+
+def _record_steps(steps: int, record_every, record_steps) -> np.ndarray:
+    if record_steps is not None:
+        rec = np.unique(np.asarray(record_steps, dtype=np.int64).ravel())
+        if rec.size and (rec[0] < 0 or rec[-1] > steps):
+            raise ValueError(f"record_steps must lie in [0, steps = {steps}], got {np.asarray(record_steps).tolist()}")
+        return np.union1d(rec, [0, steps])
+    if isinstance(record_every, bool) or not isinstance(record_every, numbers.Integral) or record_every < 1:
+        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
+    return np.union1d(np.arange(0, steps + 1, int(record_every)), [steps])
+
+
+def sgd_runs(
+    problem,
+    lr,
+    steps: int,
+    n_runs: int,
+    batch_size: int | None = None,
+    noise_std: float = 0.0,
+    seed: int = 0,
+    theta0=None,
+    average: bool | str = False,
+    average_start: int = 0,
+    record_every: int = 1,
+    record_steps=None,
+    record_loss: bool = True,
+) -> Runs:
+    r"""$R$ independent runs of plain SGD, advanced together as one ``(R, dim)`` stack.
+
+    $$\theta_{t+1}^{(r)} = \theta_t^{(r)} - \eta_t\, g_t^{(r)}, \qquad
+    g_t^{(r)} = \frac1B\sum_{b=1}^{B}\nabla f_{i_{t,b}^{(r)}}(\theta_t^{(r)}) + \sigma\,\zeta_t^{(r)},
+    \qquad \zeta_t^{(r)} \sim \mathcal N(0, I_d),$$
+
+    with $g_t^{(r)} = \nabla f(\theta_t^{(r)}) + \sigma\zeta_t^{(r)}$ when ``batch_size`` is None
+    (a noisy gradient oracle: $\mathbb E\|g - \nabla f\|^2 = d\sigma^2$). Every run has its own
+    draws; the indices $i_{t,b}^{(r)}$ are i.i.d. uniform on $\{0, \dots, n-1\}$ (with
+    replacement, the setting of $\mathbb E\|g_B - \nabla f\|^2 = \sigma^2/B$; for $B = 1$ the
+    same law as :func:`minimize`). The draws come from one ``np.random.default_rng(seed)``, at
+    each step first ``integers(n, size=(R, B))`` (when ``batch_size`` is set), then
+    ``standard_normal((R, dim))`` (when ``noise_std > 0``).
+
+    With ``average``, the running average of the iterates
+    $\bar\theta_t = \sum_{s=s_0}^{t-1} w_s\theta_s \big/ \sum_{s=s_0}^{t-1} w_s$ for $t > s_0$
+    ($\bar\theta_t = \theta_t$ for $t \le s_0$), $s_0$ = ``average_start``, with $w_s = 1$
+    (``average=True``: Polyak-Ruppert) or $w_s = \eta_s$ (``average="lr"``: the weighting of the
+    convex SGD bound).
+
+    Args:
+        problem: a problem with ``batched = True`` (value and gradient of a ``(R, dim)`` stack);
+            with ``batch_size``, a finite sum with ``grad_batches``.
+        lr: a step size $\eta \ge 0$ or a schedule ``t -> eta_t`` (``steplab.optim.schedules``).
+        steps: number of updates $T$.
+        n_runs: number of independent runs $R$.
+        batch_size: $B$ examples per run and step, or ``None`` for the full gradient.
+        noise_std: $\sigma \ge 0$, the standard deviation of the added noise per coordinate.
+        seed: seeds the draws and, when ``theta0`` is None, ``problem.init_params``.
+        theta0: common start ``(dim,)`` or one start per run ``(R, dim)``.
+        average: ``False``, ``True`` (uniform weights) or ``"lr"`` (weights $\eta_s$).
+        average_start: $s_0$, the first iterate in the average (tail averaging).
+        record_every: record loss and distance every this many steps (and at step $T$); the
+            full loss costs a pass over the data per run, so record sparsely on long runs.
+        record_steps: explicit steps to record instead (0 and $T$ are always added).
+        record_loss: evaluate $f$ at the recorded steps; ``False`` records only the distances
+            (``loss`` and ``avg_loss`` are then ``None``), which costs $O(\mathrm{dim})$ per run.
+
+    Returns:
+        :class:`Runs`. No run is stopped on divergence: it shows as ``inf`` or ``nan`` in its column.
+
+    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
+    Learning", SIAM Review 60(2), 2018, Section 4; Polyak and Juditsky, "Acceleration of
+    stochastic approximation by averaging", SIAM J. Control Optim. 30(4), 1992.
+    """
+    steps = _check_steps(steps)
+    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 1:
+        raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
+    n_runs = int(n_runs)
+    if not getattr(problem, "batched", False):
+        raise ValueError(
+            f"sgd_runs needs a problem with batched = True; {type(problem).__name__} is not "
+            "(run minimize in a loop instead)"
+        )
+    if callable(lr):
+        schedule = lr
+    else:
+        eta = optim.check_nonnegative("lr", lr)
+        schedule = lambda t: eta  # noqa: E731
+    noise_std = optim.check_nonnegative("noise_std", noise_std)
+    if average not in (False, True, "lr"):
+        raise ValueError(f"average must be False, True or 'lr', got {average!r}")
+    if isinstance(average_start, bool) or not isinstance(average_start, numbers.Integral) or average_start < 0:
+        raise ValueError(f"average_start must be a non-negative integer, got {average_start!r}")
+    n = None
+    if batch_size is not None:
+        if not hasattr(problem, "grad_batches"):
+            raise ValueError(f"batch_size={batch_size!r} needs a finite-sum problem; {type(problem).__name__} is not")
+        n = int(problem.n)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = int(batch_size)
+    rec = _record_steps(steps, record_every, record_steps)
+    if not isinstance(record_loss, (bool, np.bool_)):
+        raise ValueError(f"record_loss must be True or False, got {record_loss!r}")
+
+    x0 = np.asarray(_initial_params(problem, theta0, seed), dtype=np.float64)
+    if x0.shape == (problem.dim,):
+        theta = np.tile(x0, (n_runs, 1))
+    elif x0.shape == (n_runs, problem.dim):
+        theta = x0.copy()
+    else:
+        raise ValueError(f"theta0 must have shape ({problem.dim},) or ({n_runs}, {problem.dim}), got shape {x0.shape}")
+    x_star = getattr(problem, "minimizer", None)
+    x_star = None if x_star is None else np.asarray(x_star, dtype=np.float64)
+    f_star = getattr(problem, "f_star", None)
+    rng = np.random.default_rng(seed)
+    dim = theta.shape[1]
+
+    loss = np.empty((rec.size, n_runs)) if record_loss else None
+    dist2 = np.empty((rec.size, n_runs)) if x_star is not None else None
+    avg_loss = np.empty((rec.size, n_runs)) if average and record_loss else None
+    avg_dist2 = np.empty((rec.size, n_runs)) if average and x_star is not None else None
+    lrs = np.empty(steps)
+    total = np.zeros_like(theta)
+    weight = 0.0
+    j = 0
+
+    def record(t, j):
+        if loss is not None:
+            loss[j] = problem.value(theta)
+        if dist2 is not None:
+            dist2[j] = np.sum((theta - x_star) ** 2, axis=1)
+        if average:
+            avg = total / weight if weight > 0 else theta
+            if avg_loss is not None:
+                avg_loss[j] = problem.value(avg)
+            if avg_dist2 is not None:
+                avg_dist2[j] = np.sum((avg - x_star) ** 2, axis=1)
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in range(steps + 1):
+            if j < rec.size and rec[j] == t:
+                record(t, j)
+                j += 1
+            if t == steps:
+                break
+            eta_t = float(schedule(t))
+            lrs[t] = eta_t
+            if batch_size is None:
+                g = np.asarray(problem.grad(theta), dtype=np.float64)
+            else:
+                g = problem.grad_batches(theta, rng.integers(n, size=(n_runs, batch_size)))
+            if noise_std > 0:
+                g = g + noise_std * rng.standard_normal((n_runs, dim))
+            if average and t >= average_start:
+                w = 1.0 if average is True else eta_t
+                total += w * theta
+                weight += w
+            theta = theta - eta_t * g
+
+    return Runs(
+        steps=rec,
+        loss=loss,
+        dist2=dist2,
+        params=theta,
+        lr=lrs,
+        f_star=None if f_star is None else float(f_star),
+        average=(total / weight if weight > 0 else theta.copy()) if average else None,
+        avg_loss=avg_loss,
+        avg_dist2=avg_dist2,
+    )

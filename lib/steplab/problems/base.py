@@ -286,6 +286,46 @@ class FiniteSumProblem(Problem):
         idx = self._check_idx(idx)
         return self._out(self._per_example_grads(theta, idx), theta)
 
+    def per_example_values(self, theta, idx=None):
+        r"""The losses :math:`f_i(\theta)` for ``i`` in ``idx`` (all when ``None``), regularizer included.
+
+        Shape ``(m,)``, or ``(k, m)`` for a stack of parameters on a ``batched`` problem; the mean
+        over the examples of ``idx`` is ``value_batch(theta, idx)``. On a held-out set (a problem
+        built on validation data with ``l2=0``) these are the per-example losses whose mean
+        estimates the population risk, with standard error ``std / sqrt(m)``.
+        """
+        theta, is_batch = self._check_theta(theta)
+        idx = self._check_idx(idx)
+        return np.asarray(self._per_example_values(theta, idx), dtype=np.float64)
+
+    def _per_example_values(self, theta, idx):
+        raise NotImplementedError(f"{type(self).__name__} does not provide per-example values")
+
+    def grad_batches(self, theta, idx):
+        r"""One minibatch gradient per row: row :math:`r` is
+        :math:`\frac1B\sum_{b} \nabla f_{i_{rb}}(\theta_r)` = ``grad_batch(theta[r], idx[r])``.
+
+        ``theta`` has shape ``(R, dim)`` and ``idx`` shape ``(R, B)`` (integer indices in
+        ``[0, n)``): R independent SGD runs, each with its own batch, in one call.
+        """
+        theta = _as_float_array("theta", theta)
+        if theta.ndim != 2 or theta.shape[1] != self.dim:
+            raise ValueError(f"theta must have shape (R, {self.dim}) for grad_batches, got shape {theta.shape}")
+        arr = np.asarray(idx)
+        if arr.ndim != 2 or arr.shape[0] != theta.shape[0] or arr.shape[1] == 0:
+            raise ValueError(
+                f"idx must have shape (R, B) with R = {theta.shape[0]} and B >= 1, got shape {arr.shape}"
+            )
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"idx must hold integers, got dtype {arr.dtype}")
+        bad = (arr < 0) | (arr >= self.n)
+        if np.any(bad):
+            raise ValueError(f"idx must be in [0, {self.n}) (n={self.n}), got {int(arr[bad][0])}")
+        return self._out(self._grad_batches(theta, arr), theta)
+
+    def _grad_batches(self, theta, idx):
+        return np.stack([self._grad(t, i) for t, i in zip(theta, idx)])
+
     def _grad_full(self, theta):
         return self._grad(theta, None)
 

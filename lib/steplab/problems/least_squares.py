@@ -87,6 +87,18 @@ class LeastSquares(FiniteSumProblem):
         r = A @ theta - b
         return r[:, None] * A + self.l2 * theta
 
+    def _per_example_values(self, theta, idx):
+        A, b = self._rows(idx)
+        theta = theta.astype(np.float64, copy=False)
+        r = theta @ A.T - b
+        return 0.5 * r * r + 0.5 * self.l2 * np.sum(theta * theta, axis=-1, keepdims=True)
+
+    def _grad_batches(self, theta, idx):
+        A, b = self.A[idx], self.b[idx]  # (R, B, d), (R, B)
+        theta = theta.astype(np.float64, copy=False)
+        r = np.einsum("rbd,rd->rb", A, theta) - b
+        return np.einsum("rb,rbd->rd", r, A) / idx.shape[1] + self.l2 * theta
+
     def _hvp(self, theta, v):
         return (self.A.T @ (self.A @ v)) / self.n + self.l2 * v
 

@@ -200,6 +200,18 @@ class LogisticRegression(_Classifier):
         r = sigmoid(X @ theta) - y
         return r[:, None] * X + self.l2 * theta
 
+    def _per_example_values(self, theta, idx):
+        X, y = self._rows(idx)
+        theta = theta.astype(np.float64, copy=False)
+        z = theta @ X.T
+        return np.logaddexp(0.0, z) - y * z + 0.5 * self.l2 * np.sum(theta * theta, axis=-1, keepdims=True)
+
+    def _grad_batches(self, theta, idx):
+        X, y = self.X[idx], self.y[idx]  # (R, B, d), (R, B)
+        theta = theta.astype(np.float64, copy=False)
+        r = sigmoid(np.einsum("rbd,rd->rb", X, theta)) - y
+        return np.einsum("rb,rbd->rd", r, X) / idx.shape[1] + self.l2 * theta
+
     def _hvp(self, theta, v):
         s = sigmoid(self.X @ theta)
         return self.X.T @ (s * (1 - s) * (self.X @ v)) / self.n + self.l2 * v
@@ -338,6 +350,19 @@ class SoftmaxRegression(_Classifier):
         P = np.exp(log_softmax(self._logits(theta, X)))
         G = X[:, :, None] * (P - Y)[:, None, :]  # (m, d, K)
         return G.reshape(X.shape[0], self.dim) + self.l2 * theta
+
+    def _per_example_values(self, theta, idx):
+        X, y, Y = self._rows(idx)
+        theta = theta.astype(np.float64, copy=False)
+        nll = -np.sum(log_softmax(self._logits(theta, X)) * Y, axis=-1)
+        return nll + 0.5 * self.l2 * np.sum(theta * theta, axis=-1, keepdims=True)
+
+    def _grad_batches(self, theta, idx):
+        X, Y = self.X[idx], self._Y[idx]  # (R, B, d), (R, B, K)
+        theta = theta.astype(np.float64, copy=False)
+        Z = np.einsum("rbd,rdk->rbk", X, self.unflatten(theta))
+        G = np.einsum("rbd,rbk->rdk", X, np.exp(log_softmax(Z)) - Y) / idx.shape[1]
+        return self.flatten(G) + self.l2 * theta
 
     def _hvp(self, theta, v):
         P = np.exp(log_softmax(self._logits(theta, self.X)))

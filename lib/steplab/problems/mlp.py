@@ -305,6 +305,29 @@ class MLP(FiniteSumProblem):
             "b2": E2,
         }
 
+    def per_example_grads_flat(self, theta, idx=None):
+        r"""Per-example gradients as a matrix ``(m, dim)``, row :math:`i` = ``flatten`` of :math:`\nabla f_i`.
+
+        The form variance computations need: :math:`\operatorname{tr}\Sigma = \frac1m\sum_i
+        \|G_i - \bar G\|^2` over the rows :math:`G_i`.
+        """
+        per = self.per_example_grads(theta, idx)
+        m = per["b1"].shape[0]
+        return np.concatenate([per[k].reshape(m, -1) for k in _KEYS], axis=1)
+
+    def per_example_values(self, theta, idx=None):
+        r"""The losses :math:`f_i(\theta)` (penalty included) for ``i`` in ``idx``, shape ``(m,)``;
+        their mean is ``value_batch(theta, idx)``."""
+        p, _ = self._check_params(theta)
+        idx = self._check_idx(idx)
+        X, Y = self._data(idx, p["W1"].dtype)
+        Z2 = self._forward(p, X)[2]
+        if self.task == "classification":
+            per = -np.sum(_log_softmax(Z2) * Y, axis=1)
+        else:
+            per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
+        return np.asarray(per + self._penalty(p), dtype=np.float64)
+
     def predict(self, theta, X=None):
         """Class predictions (classification) or outputs ``(m, o)`` (regression)."""
         p, dtype = self._check_params(theta)
