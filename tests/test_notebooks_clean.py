@@ -136,3 +136,22 @@ def test_inline_math_stays_on_one_line(path):
         for frag in inline_math_breaks("".join(cell["source"]))
     ]
     assert not found, f"{path}: inline math over a line break: " + "; ".join(found)
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS or [] if p.startswith("chapters/")])
+def test_explorer_static_views_are_displayed(path):
+    """The site shows an explorer only through its static view: the figure must be the cell's value.
+
+    The static views are figures outside pyplot, so a trailing semicolon (or an assignment)
+    would build the figure and show nothing.
+    """
+    with open(ROOT / path, encoding="utf-8") as fh:
+        nb = json.load(fh)
+    hidden = []
+    for k, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code" or "_static(" not in "".join(cell["source"]):
+            continue
+        last = "".join(cell["source"]).rstrip().splitlines()[-1].strip()
+        if "_static(" not in last or last.endswith(";") or "=" in last.split("_static(")[0]:
+            hidden.append(f"cell {k}: {last!r}")
+    assert not hidden, f"{path}: static view not the cell's value: " + "; ".join(hidden)

@@ -93,3 +93,11 @@ def test_history_plot():
     h = minimize(q, optim.sgd(0.5), 20)
     lines = h.plot(key="update_norm")
     np.testing.assert_allclose(lines[0].get_ydata(), h.update_norm)
+
+
+def test_loss_curves_use_the_steps_the_loss_was_evaluated_at():
+    quad = Quadratic([1.0, 0.1])
+    hist = minimize(quad, optim.sgd(lr=0.5), steps=20, eval_every=5)
+    (line,) = plotting.loss_curves([hist])
+    assert list(line.get_xdata()) == [0, 5, 10, 15, 20]
+    np.testing.assert_allclose(line.get_ydata(), hist.loss)

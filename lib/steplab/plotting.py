@@ -150,6 +150,14 @@ def trajectory(ax, thetas, label: str | None = None, markers: bool = True, **kwa
     return line
 
 
+def _steps_of(history, key, size):
+    """The step of each entry of a series: the loss may be evaluated only every k steps."""
+    steps = getattr(history, "loss_steps", None) if key == "loss" else None
+    if steps is None and key != "loss":
+        steps = getattr(history, "metric_steps", None) if key in getattr(history, "metrics", {}) else None
+    return np.arange(size) if steps is None or len(steps) != size else np.asarray(steps)
+
+
 def loss_curves(histories, ax=None, key: str = "loss", log: bool = True, f_star: float | None = None):
     r"""Plot one series of several runs against the step, on a log axis by default.
 
@@ -181,9 +189,10 @@ def loss_curves(histories, ax=None, key: str = "loss", log: bool = True, f_star:
             y = y - f_star
         if log:
             y = np.where(y > 0, y, np.nan)
-        (line,) = ax.plot(np.arange(y.size), y, label=str(label))
+        x = _steps_of(h, key, y.size)
+        (line,) = ax.plot(x, y, label=str(label))
         if getattr(h, "diverged", False) and y.size:
-            ax.plot(y.size - 1, y[-1], marker="x", markersize=9, color=line.get_color(), linestyle="none")
+            ax.plot(x[-1], y[-1], marker="x", markersize=9, color=line.get_color(), linestyle="none")
         lines.append(line)
     if log:
         ax.set_yscale("log")
