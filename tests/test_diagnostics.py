@@ -354,3 +354,86 @@ def test_lr_range_test_minibatch_is_seeded_and_validates():
         dg.lr_range_test(q, 0.1, 1.0, 10, smooth=11)
     with pytest.raises(ValueError, match="lower lr_min"):
         dg.lr_range_test(q, 10.0, 1e6, 10, theta0=np.array([1.0]))  # diverges at once
+
+
+# ---------------------------------------------------------------- dense Hessian from Hessian-vector products
+
+
+def test_hessian_of_a_quadratic_is_Q_diag_Q_transpose():
+    lam = np.array([0.5, 1.0, 2.0, 8.0])
+    q = Quadratic(lam, seed=3)
+    H = dg.hessian(q, q.init_params(seed=1))
+    Q = q.eigenvectors
+    np.testing.assert_allclose(H, (Q * q.eigenvalues) @ Q.T, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.linalg.eigvalsh(H), lam, rtol=1e-13)
+
+
+def test_hessian_of_least_squares_is_AtA_over_n_plus_l2():
+    problem, A, _, l2, theta = _least_squares(n=30, d=5, l2=0.3, seed=4)
+    H = dg.hessian(problem, theta)
+    np.testing.assert_allclose(H, A.T @ A / A.shape[0] + l2 * np.eye(5), rtol=1e-13, atol=1e-14)
+
+
+def test_hessian_of_logistic_regression_matches_the_formula_and_the_method():
+    from steplab.problems import LogisticRegression, make_classification
+
+    X, y = make_classification(n=50, d=4, seed=5)
+    problem = LogisticRegression(X, y, l2=0.1)
+    theta = np.random.default_rng(6).standard_normal(problem.dim)
+    # X^T diag(sigma(1 - sigma)) X / n + l2 I
+    s = 1 / (1 + np.exp(-(X @ theta)))
+    expected = (X.T * (s * (1 - s))) @ X / len(y) + 0.1 * np.eye(X.shape[1])
+    H = dg.hessian(problem, theta)
+    np.testing.assert_allclose(H, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(H, problem.hessian(theta), rtol=1e-12, atol=1e-14)
+
+
+class _Quartic:
+    """f(x) = sum x_i^4 / 4 + x_0 x_1, with a forward-difference hvp (not symmetric as a matrix)."""
+
+    def grad(self, x):
+        g = x**3
+        g[0] += x[1]
+        g[1] += x[0]
+        return g
+
+    def hvp(self, x, v):
+        h = 1e-6
+        return (self.grad(x + h * v) - self.grad(x)) / h
+
+
+def test_hessian_symmetrizes_an_approximate_hvp():
+    x = np.array([1.0, -2.0, 0.5])
+    exact = np.diag(3 * x**2) + np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0.0]])
+    M = np.column_stack([_Quartic().hvp(x, e) for e in np.eye(3)])
+    assert not np.array_equal(M, M.T)  # the raw columns disagree in rounding
+    H = dg.hessian(_Quartic(), x)
+    np.testing.assert_array_equal(H, H.T)
+    np.testing.assert_allclose(H, exact, rtol=0, atol=1e-4)  # forward differences: error O(h |f'''|)
+
+
+class _DictQuadratic:
+    """f = 1/2 z^T K z with z = concat(a, ravel(b)) (sorted keys a, b), params {"b": (2, 2), "a": (1,)}."""
+
+    def __init__(self, K):
+        self.K = K
+
+    def hvp(self, theta, v):
+        z = np.concatenate([v["a"].ravel(), v["b"].ravel()])
+        w = self.K @ z
+        return {"a": w[:1], "b": w[1:].reshape(2, 2)}
+
+
+def test_hessian_on_dict_params_in_sorted_key_order():
+    rng = np.random.default_rng(7)
+    B = rng.standard_normal((5, 5))
+    K = B @ B.T
+    theta = {"b": np.zeros((2, 2)), "a": np.zeros(1)}
+    np.testing.assert_allclose(dg.hessian(_DictQuadratic(K), theta), K, rtol=1e-15)
+
+
+def test_hessian_validates():
+    with pytest.raises(ValueError, match="hvp"):
+        dg.hessian(object(), np.zeros(2))
+    with pytest.raises(ValueError, match="at least one entry"):
+        dg.hessian(Quadratic([1.0]), np.zeros(0))

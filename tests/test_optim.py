@@ -44,6 +44,7 @@ ALL = {
     "adafactor": lambda: optim.adafactor(0.01, min_dim_size_to_factor=2, momentum=0.9, weight_decay=0.01),
     "lars": lambda: optim.lars(0.1, weight_decay=0.01),
     "lamb": lambda: optim.lamb(0.01, weight_decay=0.1),
+    "nesterov_accelerated": lambda: optim.nesterov_accelerated(0.1),
 }
 
 
@@ -318,7 +319,7 @@ def test_clip_by_global_norm():
 # --------------------------------------------------------------------------- trees, dtypes, purity
 
 
-@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam", "adamw"])
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam", "adamw", "nesterov_accelerated"])
 def test_dict_params_match_arraywise_runs_for_elementwise_optimizers(name):
     theta = {"W": nonzero((3, 4), 1), "b": nonzero(4, 2)}
     grads = [{"W": nonzero((3, 4), 10 + t), "b": nonzero(4, 20 + t)} for t in range(3)]
@@ -423,3 +424,238 @@ def test_adamw_step_inplace_matches_the_pure_chain():
         for k in mine:
             np.testing.assert_allclose(mine[k], e[k], rtol=1e-13)
     assert optim.current_lr(state) == lr(3)
+
+
+# --------------------------------------------------------------------------- momentum schedules, Nesterov's method
+
+
+def _convex_quadratic(d=30, seed=0):
+    """f = 1/2 x^T H x with eigenvalues 1/i^2 and five zeros: convex, L = 1, not strongly convex."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    lam = np.concatenate([1.0 / np.arange(1, d - 4) ** 2, np.zeros(5)])
+    H = (Q * lam) @ Q.T
+    return H, Q, lam, rng.standard_normal(d)
+
+
+def _nesterov_recursion(grad, x0, lr, beta, steps):
+    """x_{k+1} = y_k - lr_k grad(y_k), y_{k+1} = x_{k+1} + beta_{k+1} (x_{k+1} - x_k), x_0 = y_0."""
+    x_prev, y = x0.copy(), x0.copy()
+    xs, ys = [x0.copy()], [x0.copy()]
+    for k in range(steps):
+        eta = lr(k) if callable(lr) else lr
+        x = y - eta * grad(y)
+        y = x + beta(k + 1) * (x - x_prev)
+        x_prev = x
+        xs.append(x)
+        ys.append(y)
+    return np.array(xs), np.array(ys)
+
+
+def _run_with_states(opt, params, grad, steps):
+    state = opt.init(params)
+    thetas, states = [params], [state]
+    for _ in range(steps):
+        updates, state = opt.update(grad(params), state, params)
+        params = optim.apply_updates(params, updates)
+        thetas.append(params)
+        states.append(state)
+    return np.array(thetas), states
+
+
+def test_nesterov_momentum_values():
+    # beta_k = (k-1)/(k+2): 0 at k = 1, 1/4 at k = 2, 1/2 at k = 4, 0.97 at k = 98
+    assert optim.nesterov_momentum(0) == 0.0
+    assert optim.nesterov_momentum(1) == 0.0
+    assert optim.nesterov_momentum(2) == 0.25
+    assert optim.nesterov_momentum(4) == 0.5
+    assert optim.nesterov_momentum(98) == pytest.approx(0.97, rel=1e-15)
+
+
+def test_fista_momentum_values():
+    t2 = (1 + math.sqrt(5)) / 2  # t_2 from t_1 = 1
+    t3 = (1 + math.sqrt(1 + 4 * t2**2)) / 2
+    assert optim.fista_momentum(0) == 0.0
+    assert optim.fista_momentum(1) == 0.0  # (t_1 - 1)/t_2
+    assert optim.fista_momentum(2) == pytest.approx((t2 - 1) / t3, rel=1e-15)
+    # t_{k+1}^2 - t_{k+1} = t_k^2 and t_k >= (k+1)/2 (the facts the O(1/k^2) proof uses)
+    ks = np.arange(1, 2000)
+    beta = np.array([optim.fista_momentum(int(k)) for k in ks])
+    assert np.all(np.diff(beta) > 0) and np.all(beta < 1)
+    # t_k = k/2 + O(log k), so beta_k = 1 - 3/k + O(log(k)/k^2), as (k-1)/(k+2): below 5e-6 apart at k = 1999
+    np.testing.assert_allclose(beta[-1], 1 - 3 / (ks[-1] + 2), atol=5e-6)
+
+
+@pytest.mark.parametrize("fn", [optim.nesterov_momentum, optim.fista_momentum])
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_momentum_sequences_validate_the_step(fn, bad):
+    with pytest.raises(ValueError, match="step"):
+        fn(bad)
+
+
+@pytest.mark.parametrize("lr", [0.7, optim.exponential(1.0, 0.99)])
+def test_nesterov_accelerated_parameters_are_the_extrapolated_points(lr):
+    H, _, _, x0 = _convex_quadratic()
+    grad = lambda x: H @ x  # noqa: E731
+    steps = 60
+    xs, ys = _nesterov_recursion(grad, x0, lr, optim.nesterov_momentum, steps)
+    thetas, states = _run_with_states(optim.nesterov_accelerated(lr), x0, grad, steps)
+    scale = np.linalg.norm(x0)
+    np.testing.assert_allclose(thetas, ys, rtol=0, atol=1e-12 * scale)
+    # the buffer is x_k - x_{k-1}, so x_k = theta_k - beta_k * buffer
+    for k in range(1, steps + 1):
+        buffer = states[k][1].trace
+        np.testing.assert_allclose(buffer, xs[k] - xs[k - 1], rtol=0, atol=1e-12 * scale)
+        np.testing.assert_allclose(thetas[k] - optim.nesterov_momentum(k) * buffer, xs[k], rtol=0, atol=1e-12 * scale)
+    # and x_{k+1} is one gradient step from the parameters theta_k (constant lr case)
+    if not callable(lr):
+        np.testing.assert_allclose(thetas[:-1] - lr * (thetas[:-1] @ H), xs[1:], rtol=0, atol=1e-12 * scale)
+
+
+def test_nesterov_accelerated_with_fista_momentum_is_fista():
+    H, _, _, x0 = _convex_quadratic(seed=1)
+    L = 1.0
+    # FISTA as Beck and Teboulle write it: y_1 = x_0, t_1 = 1, x_k = y_k - grad(y_k)/L,
+    # t_{k+1} = (1 + sqrt(1 + 4 t_k^2))/2, y_{k+1} = x_k + (t_k - 1)/t_{k+1} (x_k - x_{k-1})
+    x_prev, y, t, ys = x0.copy(), x0.copy(), 1.0, [x0.copy()]
+    for _ in range(80):
+        x = y - H @ y / L
+        t_next = (1 + np.sqrt(1 + 4 * t**2)) / 2
+        y = x + (t - 1) / t_next * (x - x_prev)
+        x_prev, t = x, t_next
+        ys.append(y)
+    thetas, _ = _run_with_states(optim.nesterov_accelerated(1 / L, momentum=optim.fista_momentum), x0,
+                                 lambda x: H @ x, 80)
+    np.testing.assert_allclose(thetas, np.array(ys), rtol=0, atol=1e-12 * np.linalg.norm(x0))
+
+
+def test_nesterov_accelerated_meets_the_convex_rate():
+    # f(x_k) - f* <= 2 L ||x_0 - x*||^2 / (k+1)^2 with lr = 1/L (Su, Boyd and Candes 2016, Theorem 6)
+    H, Q, lam, x0 = _convex_quadratic(d=60, seed=2)
+    L = lam.max()
+    null = Q[:, lam == 0]
+    x_star = null @ (null.T @ x0)  # the minimizer closest to x0; f* = 0
+    R2 = np.sum((x0 - x_star) ** 2)
+    steps = 400
+    thetas, _ = _run_with_states(optim.nesterov_accelerated(1 / L), x0, lambda x: H @ x, steps)
+    xs = thetas[:-1] - (thetas[:-1] @ H) / L  # x_k, k = 1..steps
+    gaps = 0.5 * np.einsum("ki,ij,kj->k", xs, H, xs)
+    k = np.arange(1, steps + 1)
+    assert np.all(gaps <= 2 * L * R2 / (k + 1) ** 2)
+    # the bound is not vacuous: gradient descent with 1/L is above it by step 400
+    x = x0.copy()
+    for _ in range(steps):
+        x = x - H @ x / L
+    assert 0.5 * x @ H @ x > 2 * L * R2 / (steps + 1) ** 2
+
+
+def test_nesterov_accelerated_with_constant_momentum_is_torch_nesterov():
+    theta = nonzero(6, 1)
+    grads = [nonzero(6, 10 + t) for t in range(8)]
+    ours = run(optim.nesterov_accelerated(0.05, momentum=0.9), theta, grads)
+    torch_form = run(optim.sgd(0.05, momentum=0.9, nesterov=True), theta, grads)
+    np.testing.assert_allclose(ours, torch_form, rtol=1e-13)
+
+
+def test_trace_with_a_momentum_schedule_is_the_varying_heavy_ball():
+    # theta_{t+1} = theta_t - lr g_t + beta_t (theta_t - theta_{t-1}) with beta_t = 0.5 + 0.04 t
+    beta = lambda t: 0.5 + 0.04 * t  # noqa: E731
+    lr = 0.1
+    theta = nonzero(5, 1)
+    grads = [nonzero(5, 10 + t) for t in range(10)]
+    ours = run(optim.chain(optim.trace(beta), optim.scale_by_learning_rate(lr)), theta, grads)
+    prev, cur, expected = theta, theta, []
+    for t, g in enumerate(grads):
+        prev, cur = cur, cur - lr * g + beta(t) * (cur - prev)
+        expected.append(cur)
+    np.testing.assert_allclose(ours, expected, rtol=1e-13)
+
+
+def test_trace_momentum_schedule_values_are_checked():
+    opt = optim.trace(lambda t: 0.5 * t)  # reaches 1 at t = 2
+    theta = np.zeros(2)
+    state = opt.init(theta)
+    for _ in range(2):
+        _, state = opt.update(np.ones(2), state, theta)
+    with pytest.raises(ValueError, match=r"momentum\(2\) must be in \[0, 1\), got 1.0"):
+        opt.update(np.ones(2), state, theta)
+    nest = optim.trace(lambda t: 0.5 * t, nesterov=True)  # the look-ahead reads momentum(t + 1)
+    _, state = nest.update(np.ones(2), nest.init(theta), theta)
+    with pytest.raises(ValueError, match=r"momentum\(2\)"):
+        nest.update(np.ones(2), state, theta)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(lr=-0.1), "lr must be >= 0, got -0.1"),
+        (dict(lr=0.1, momentum=1.0), r"momentum must be in \[0, 1\), got 1.0"),
+        (dict(lr=0.1, momentum=-0.2), r"momentum must be in \[0, 1\), got -0.2"),
+        (dict(lr=float("nan")), "lr must be a finite number"),
+    ],
+)
+def test_nesterov_accelerated_validates(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        optim.nesterov_accelerated(**kwargs)
+
+
+def test_nesterov_accelerated_reports_its_lr():
+    opt = optim.nesterov_accelerated(optim.exponential(1.0, 0.5))
+    theta = np.zeros(2)
+    state = opt.init(theta)
+    for t in range(3):
+        _, state = opt.update(np.ones(2), state, theta)
+        assert optim.current_lr(state) == 0.5**t
+
+
+# --------------------------------------------------------------------------- diagonal scaling
+
+
+def test_scale_by_diagonal_multiplies_entrywise():
+    d = np.array([1.0, 0.5, 0.0, 4.0])
+    g = nonzero(4, 1)
+    opt = optim.scale_by_diagonal(d)
+    u, _ = opt.update(g, opt.init(g), g)
+    np.testing.assert_array_equal(u, np.array([g[0], 0.5 * g[1], 0.0, 4.0 * g[3]]))
+
+
+def test_scale_by_diagonal_dict_and_float32():
+    d = {"W": np.full((2, 3), 2.0), "b": np.array([0.25, 1.0, 3.0])}
+    g = {"W": nonzero((2, 3), 1).astype(np.float32), "b": nonzero(3, 2).astype(np.float32)}
+    opt = optim.scale_by_diagonal(d)
+    u, _ = opt.update(g, opt.init(g), g)
+    assert u["W"].dtype == np.float32 and u["b"].dtype == np.float32
+    np.testing.assert_array_equal(u["W"], 2 * g["W"])
+    np.testing.assert_allclose(u["b"], np.array([0.25, 1.0, 3.0], dtype=np.float32) * g["b"], rtol=1e-7)
+
+
+def test_jacobi_preconditioning_solves_a_diagonal_quadratic_in_one_step():
+    # f = 1/2 sum h_i (x_i - c_i)^2: with d = 1/h and lr 1, one step lands on c (Newton's step)
+    h, c = np.array([100.0, 1.0, 0.01]), np.array([1.0, -2.0, 3.0])
+    opt = optim.chain(optim.scale_by_diagonal(1 / h), optim.scale_by_learning_rate(1.0))
+    (x1,) = run(opt, np.zeros(3), [h * (np.zeros(3) - c)])
+    np.testing.assert_allclose(x1, c, rtol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "d, match",
+    [
+        (np.array([1.0, -0.5]), r"d must have finite entries >= 0, got an entry -0.5"),
+        (np.array([1.0, np.nan]), r"d must have finite entries >= 0, got an entry nan"),
+        ({"W": np.array([np.inf])}, r"d\['W'\] must have finite entries >= 0, got an entry inf"),
+    ],
+)
+def test_scale_by_diagonal_validates_values(d, match):
+    with pytest.raises(ValueError, match=match):
+        optim.scale_by_diagonal(d)
+
+
+def test_scale_by_diagonal_checks_the_structure():
+    opt = optim.scale_by_diagonal({"W": np.ones((2, 3)), "b": np.ones(3)})
+    with pytest.raises(ValueError, match="d is missing key 'c'"):
+        opt.init({"W": np.ones((2, 3)), "b": np.ones(3), "c": np.ones(1)})
+    with pytest.raises(ValueError, match=r"d\['b'\] has shape \(3,\) but params\['b'\] has shape \(4,\)"):
+        opt.init({"W": np.ones((2, 3)), "b": np.ones(4)})
+    flat = optim.scale_by_diagonal(np.ones(3))
+    with pytest.raises(ValueError, match=r"d has shape \(3,\) but params has shape \(2,\)"):
+        flat.update(np.ones(2), flat.init(np.ones(3)), np.ones(2))

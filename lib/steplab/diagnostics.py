@@ -19,6 +19,7 @@ __all__ = [
     "update_ratio",
     "sharpness",
     "sharpness_metric",
+    "hessian",
     "minibatch_variance",
     "NoiseScale",
     "noise_scale",
@@ -200,6 +201,38 @@ def sharpness(
     if return_vector:
         return lam, _unflatten(v, theta)
     return lam
+
+
+def hessian(problem, theta) -> np.ndarray:
+    r"""The dense Hessian from Hessian-vector products with the basis vectors, symmetrized:
+
+    $H = \tfrac12(M + M^\top)$, $M = [\,\nabla^2 f(\theta) e_1, \dots, \nabla^2 f(\theta) e_d\,]$,
+    with $\nabla^2 f(\theta) e_i$ = ``problem.hvp(theta, e_i)``.
+
+    The exact Hessian is symmetric; symmetrizing removes the rounding (or finite-difference)
+    asymmetry of the products so that ``np.linalg.eigvalsh`` applies. It costs $d$ products,
+    so it is for small $d$: read $L$ and $\mu$ off its extreme eigenvalues, or check
+    a problem's constants independently of the code that computes them.
+
+    Args:
+        problem: has ``hvp(theta, v)``.
+        theta: where to evaluate, an ndarray (any shape; the matrix indexes its entries in
+            row-major order) or a dict of arrays (keys in sorted order, then row-major).
+
+    Returns:
+        The symmetric $d \times d$ float64 matrix, $d$ the number of parameters.
+
+    Reference: Pearlmutter, "Fast Exact Multiplication by the Hessian", Neural
+    Computation 1994 (Hessian-vector products).
+    """
+    if not hasattr(problem, "hvp"):
+        raise ValueError(f"hessian needs problem.hvp; {type(problem).__name__} has none")
+    dim = _flatten(theta).size
+    if dim == 0:
+        raise ValueError("theta must have at least one entry, got an empty array")
+    basis = np.eye(dim)
+    M = np.column_stack([_flatten(problem.hvp(theta, _unflatten(e, theta))) for e in basis])
+    return 0.5 * (M + M.T)
 
 
 def sharpness_metric(problem, iters: int = 20, tol: float = 1e-3, seed: int = 0, warm_start: bool = True):

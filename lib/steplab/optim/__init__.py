@@ -46,6 +46,7 @@ from .transforms import (
     scale,
     scale_by_adagrad,
     scale_by_adam,
+    scale_by_diagonal,
     scale_by_factored_rms,
     scale_by_learning_rate,
     scale_by_param_block_rms,
@@ -54,7 +55,19 @@ from .transforms import (
     trace,
 )
 from .fused import adamw_step_inplace
-from .alias import adafactor, adagrad, adam, adamw, lamb, lars, rmsprop, sgd
+from .alias import (
+    adafactor,
+    adagrad,
+    adam,
+    adamw,
+    fista_momentum,
+    lamb,
+    lars,
+    nesterov_accelerated,
+    nesterov_momentum,
+    rmsprop,
+    sgd,
+)
 from .schedules import (
     Schedule,
     constant,

@@ -1,13 +1,18 @@
-r"""The eight named optimizers, each a chain of primitives.
+r"""The named optimizers, each a chain of primitives.
 
 SGD, Adagrad, RMSprop, Adam and AdamW follow ``torch.optim``; Adafactor, LARS and LAMB
 follow ``optax``. "Follow" means the same parameters after every step, to rounding.
+``nesterov_accelerated`` is Nesterov's 1983 method for smooth convex functions, with its
+growing momentum.
 """
 from __future__ import annotations
+
+import math
 
 from .base import (
     GradientTransformation,
     check_bool,
+    check_int,
     check_lr,
     check_nonnegative,
     check_positive,
@@ -359,3 +364,98 @@ def lamb(
         scale_by_trust_ratio(),
         scale_by_learning_rate(lr),
     )
+
+
+def nesterov_momentum(step: int) -> float:
+    r"""The momentum of Nesterov's accelerated method in the form of Su, Boyd and Candès:
+    :math:`\beta_k = \frac{k-1}{k+2}` for :math:`k \ge 1`, and :math:`\beta_0 = 0`.
+
+    :math:`\beta_0` only ever multiplies the zero initial buffer; :math:`\beta_1 = 0`, so the
+    first two steps are plain gradient steps, and :math:`\beta_k = 1 - 3/(k+2) \to 1`.
+
+    Args:
+        step: :math:`k \ge 0`, an integer.
+
+    Reference: Su, Boyd and Candès, *A Differential Equation for Modeling Nesterov's
+    Accelerated Gradient Method*, JMLR 2016.
+    """
+    k = check_int("step", step)
+    return 0.0 if k == 0 else (k - 1) / (k + 2)
+
+
+_FISTA_T = [0.0, 1.0]  # _FISTA_T[k] = t_k for k >= 1 (index 0 unused), extended on demand
+
+
+def fista_momentum(step: int) -> float:
+    r"""The momentum of Nesterov's method in Beck and Teboulle's (FISTA) form:
+    :math:`\beta_k = \frac{t_k - 1}{t_{k+1}}` with :math:`t_1 = 1`,
+    :math:`t_{k+1} = \frac{1 + \sqrt{1 + 4t_k^2}}{2}`, for :math:`k \ge 1`, and :math:`\beta_0 = 0`.
+
+    :math:`t_k \ge (k+1)/2`, and :math:`\beta_k` is close to :func:`nesterov_momentum`'s
+    :math:`(k-1)/(k+2)`; both give the :math:`O(1/k^2)` rate.
+
+    Args:
+        step: :math:`k \ge 0`, an integer.
+
+    Reference: Beck and Teboulle, *A Fast Iterative Shrinkage-Thresholding Algorithm for
+    Linear Inverse Problems*, SIAM J. Imaging Sciences, 2009.
+    """
+    k = check_int("step", step)
+    if k == 0:
+        return 0.0
+    while len(_FISTA_T) <= k + 1:
+        t = _FISTA_T[-1]
+        _FISTA_T.append((1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0)
+    return (_FISTA_T[k] - 1.0) / _FISTA_T[k + 1]
+
+
+def nesterov_accelerated(lr, momentum=nesterov_momentum) -> GradientTransformation:
+    r"""Nesterov's accelerated gradient method for smooth convex functions:
+
+    .. math::
+
+        x_0 = y_0 = \theta_0, \qquad
+        x_{k+1} = y_k - \eta_k \nabla f(y_k), \qquad
+        y_{k+1} = x_{k+1} + \beta_{k+1}(x_{k+1} - x_k), \qquad
+        \beta_k = \frac{k-1}{k+2}.
+
+    **The parameters are the extrapolated points:** after :math:`k` updates the parameters are
+    :math:`\theta_k = y_k`, the points where the gradient is evaluated. The guarantee is for
+    the gradient-step points, one gradient step from the parameters,
+    :math:`x_{k+1} = \theta_k - \eta_k\nabla f(\theta_k)`: for :math:`f` convex and
+    :math:`L`-smooth and a constant :math:`\eta \le 1/L`,
+    :math:`f(x_k) - f^\star \le \frac{2\|x_0 - x^\star\|^2}{\eta (k+1)^2}`.
+
+    ``chain(scale_by_learning_rate(lr), trace(momentum, nesterov=True))``. Proof that its
+    parameters are :math:`y_k`: the chain computes :math:`u_k = -\eta_k \nabla f(\theta_k)`,
+    :math:`v_{k+1} = \beta_k v_k + u_k` with :math:`v_0 = 0`, and
+    :math:`\theta_{k+1} = \theta_k + u_k + \beta_{k+1} v_{k+1}`. Suppose
+    :math:`\theta_k = y_k` and :math:`v_k = x_k - x_{k-1}` (true at :math:`k = 0` with
+    :math:`x_{-1} = x_0`). Since :math:`y_k = x_k + \beta_k(x_k - x_{k-1})` (at :math:`k = 0`
+    both sides are :math:`x_0`),
+    :math:`v_{k+1} = (y_k - x_k) + (x_{k+1} - y_k) = x_{k+1} - x_k`, and
+    :math:`\theta_{k+1} = y_k + (x_{k+1} - y_k) + \beta_{k+1}(x_{k+1} - x_k) = y_{k+1}`.
+    So the momentum buffer is the displacement :math:`x_{k+1} - x_k`, and
+    :math:`x_{k+1} = \theta_{k+1} - \beta_{k+1} v_{k+1}`. The proof holds for any step
+    sizes :math:`\eta_k`, so ``lr`` may be a schedule.
+
+    With a constant ``momentum`` :math:`\beta` and a constant ``lr`` this equals
+    ``sgd(lr, momentum=beta, nesterov=True)`` (torch's Nesterov form, the strongly convex
+    variant).
+
+    Args:
+        lr: step size :math:`\eta \ge 0` (:math:`1/L` in the theorem), a number or a schedule.
+        momentum: the sequence :math:`k \mapsto \beta_k` (a callable of the step count, each
+            value in :math:`[0, 1)`; :math:`\beta_0` multiplies a zero buffer and is unused),
+            or a constant in :math:`[0, 1)`. Default :func:`nesterov_momentum`,
+            :math:`(k-1)/(k+2)`; :func:`fista_momentum` gives Beck and Teboulle's
+            :math:`(t_k - 1)/t_{k+1}`.
+
+    Reference: Nesterov, *A method for solving the convex programming problem with convergence
+    rate O(1/k^2)*, Soviet Math. Doklady 27, 1983; Su, Boyd and Candès, JMLR 2016 (this form
+    of the momentum and the bound); Beck and Teboulle, SIAM J. Imaging Sciences, 2009.
+    """
+    lr = check_lr(lr)
+    if not callable(momentum):
+        momentum = check_unit_interval("momentum", momentum)
+    return chain(scale_by_learning_rate(lr), trace(momentum, nesterov=True))

@@ -23,6 +23,7 @@ from .base import (
     check_nonnegative,
     check_number,
     check_positive,
+    check_tree_match,
     check_unit_interval,
     tree_map,
     tree_norm,
@@ -58,6 +59,49 @@ def scale(step_size: float) -> GradientTransformation:
 
     def update(updates, state, params=None):
         return tree_map(lambda g: g * step_size, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_diagonal(d) -> GradientTransformation:
+    r"""Multiply entry by entry by a fixed diagonal: :math:`u = d \odot g`, i.e. :math:`u = D g`
+    with :math:`D = \mathrm{diag}(d)`.
+
+    Followed by :func:`scale_by_learning_rate`, this is preconditioned gradient descent
+    :math:`\theta_{t+1} = \theta_t - \eta D \nabla f(\theta_t)` with a fixed diagonal
+    :math:`D = P^{-1}`, which is gradient descent in the variables :math:`z = D^{-1/2}\theta`
+    (for :math:`d > 0`); the Jacobi choice is :math:`d = 1/\mathrm{diag}(\nabla^2 f)`.
+
+    Args:
+        d: the diagonal, an array with the shape of the parameters or a dict of arrays with
+            their keys and shapes; every entry finite and :math:`\ge 0` (a zero freezes its
+            coordinate).
+
+    Reference: Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006, section 5.1
+    (preconditioning); Jacobi preconditioning.
+    """
+    def as_diagonal(name, value):
+        try:
+            value = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be an array of numbers, got {value!r}") from None
+        ok = np.isfinite(value) & (value >= 0)
+        if not np.all(ok):
+            raise ValueError(f"{name} must have finite entries >= 0, got an entry {float(value[~ok][0])!r}")
+        return value
+
+    if isinstance(d, dict):
+        d = {key: as_diagonal(f"d[{key!r}]", value) for key, value in d.items()}
+    else:
+        d = as_diagonal("d", d)
+
+    def init(params):
+        check_tree_match(d, params, name="d")
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        check_tree_match(d, updates, name="d")
+        return tree_map(lambda g, w: (w * g).astype(np.result_type(g), copy=False), updates, d), state
 
     return GradientTransformation(init, update)
 
@@ -178,42 +222,63 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
 
 
 class TraceState(NamedTuple):
-    """``trace``: the momentum buffer :math:`b`."""
+    """``trace``: the momentum buffer :math:`b`; ``count``: updates applied so far (read by a
+    momentum schedule)."""
 
     trace: Params
+    count: int = 0
 
 
-def trace(momentum: float, nesterov: bool = False) -> GradientTransformation:
+def _momentum_at(momentum, step: int) -> float:
+    """The momentum used at ``step``: the number itself, or the schedule's value checked in [0, 1)."""
+    if not callable(momentum):
+        return momentum
+    return check_unit_interval(f"momentum({step})", momentum(step))
+
+
+def trace(momentum, nesterov: bool = False) -> GradientTransformation:
     r"""Heavy-ball momentum with torch's buffer:
 
     .. math::
 
-        b_t = \mu\, b_{t-1} + g_t, \qquad
-        u_t = b_t \ \text{(heavy ball)} \quad\text{or}\quad u_t = g_t + \mu\, b_t \ \text{(Nesterov)},
+        b_{t+1} = \mu_t\, b_t + g_t, \qquad
+        u_t = b_{t+1} \ \text{(heavy ball)} \quad\text{or}\quad
+        u_t = g_t + \mu_{t+1}\, b_{t+1} \ \text{(Nesterov)},
 
-    with :math:`b_0 = 0` (so :math:`b_1 = g_1`, as torch's first step).
+    with :math:`b_0 = 0` (so :math:`b_1 = g_0`, as torch's first step) and :math:`t = 0, 1, \dots`
+    the number of updates already applied. For a constant momentum :math:`\mu_t = \mu` this is
+    ``torch.optim.SGD``'s buffer. For a schedule, the buffer decays with the momentum of the
+    current step and Nesterov's look-ahead uses the next step's: placed after
+    :func:`scale_by_learning_rate`, the buffer is then the displacement
+    :math:`x_{t+1} - x_t` of Nesterov's gradient-step sequence and the parameters are its
+    extrapolated points (see :func:`~steplab.optim.nesterov_accelerated`).
 
     Args:
-        momentum: :math:`\mu \in [0, 1)`.
+        momentum: :math:`\mu \in [0, 1)`, or a schedule :math:`t \mapsto \mu_t` (a callable of
+            the step count; each value is checked to lie in :math:`[0, 1)` when used).
         nesterov: use Nesterov's look-ahead form.
 
     Reference: Polyak, *Some methods of speeding up the convergence of iteration methods*,
-    1964; Sutskever et al., *On the importance of initialization and momentum in deep
-    learning*, ICML 2013.
+    1964; Nesterov, *A method for solving the convex programming problem with convergence
+    rate O(1/k^2)*, 1983; Sutskever et al., *On the importance of initialization and
+    momentum in deep learning*, ICML 2013.
     """
-    momentum = check_unit_interval("momentum", momentum)
+    if not callable(momentum):
+        momentum = check_unit_interval("momentum", momentum)
     nesterov = check_bool("nesterov", nesterov)
 
     def init(params):
-        return TraceState(trace=tree_zeros_like(params))
+        return TraceState(trace=tree_zeros_like(params), count=0)
 
     def update(updates, state, params=None):
-        buffer = tree_map(lambda g, b: momentum * b + g, updates, state.trace)
+        mu = _momentum_at(momentum, state.count)
+        buffer = tree_map(lambda g, b: mu * b + g, updates, state.trace)
         if nesterov:
-            updates = tree_map(lambda g, b: g + momentum * b, updates, buffer)
+            mu_next = _momentum_at(momentum, state.count + 1)
+            updates = tree_map(lambda g, b: g + mu_next * b, updates, buffer)
         else:
             updates = buffer
-        return updates, TraceState(trace=buffer)
+        return updates, TraceState(trace=buffer, count=state.count + 1)
 
     return GradientTransformation(init, update)
 
