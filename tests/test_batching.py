@@ -218,3 +218,10 @@ def test_bert_worked_example():
     assert out["speedup"] == pytest.approx(8 * base / new)
     assert 3.5 < out["speedup"] < 4.5  # "8x fewer steps but only about 4x faster"
     assert out["step_time"].communication > out["step_time"].compute
+
+
+def test_non_finite_theta0_is_rejected():
+    A, b = make_least_squares(20, 3, seed=0)
+    p = LeastSquares(A, b, l2=0.1)
+    with pytest.raises(ValueError, match="theta0 must be finite"):
+        bt.steps_to_target(p, [2], 0.1, 1.0, 10, theta0=np.array([np.nan, 0.0, 0.0]))

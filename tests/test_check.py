@@ -88,3 +88,10 @@ def test_slope_of_power_law(capsys):
         check.slope("nan", B, np.where(B == 4, np.nan, var), target=-1.0, tol=0.1)
     with pytest.raises(ValueError, match="x must be positive"):
         check.slope("bad x", [0, 1], [1, 2], target=1.0, tol=0.1)
+
+
+def test_shapes_that_do_not_broadcast_are_named():
+    with pytest.raises(ValueError, match=r"value of check 'c' has shape \(3,\) and target has shape \(2,\)"):
+        check.close("c", np.ones(3), np.ones(2))
+    with pytest.raises(ValueError, match=r"measured of check 'b' has shape \(3,\) and bound has shape \(2,\)"):
+        check.bound("b", np.ones(3), np.ones(2))

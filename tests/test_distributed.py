@@ -414,3 +414,19 @@ def test_dp_sgd_run_replays_as_clipped_sgd():
 def test_bad_arguments_name_the_argument(call, arg):
     with pytest.raises(ValueError, match=arg):
         call(least_squares())
+
+
+def test_bad_inputs_name_the_argument():
+    A, b = make_least_squares(20, 3, seed=0)
+    p = LeastSquares(A, b, l2=0.1)
+    clients = [np.arange(10), np.arange(10, 20)]
+    with pytest.raises(ValueError, match="server_lr must be a positive number"):
+        dist.simulate_fedavg(p, clients, 2, local_steps=1, lr=0.1, server_lr=-1.0)
+    with pytest.raises(ValueError, match="theta0 must be finite"):
+        dist.simulate_fedavg(p, clients, 2, local_steps=1, lr=0.1, theta0=np.array([np.inf, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="worker_batches must hold at least one index array"):
+        dist.data_parallel_grad(p, np.zeros(3), [])
+    with pytest.raises(ValueError, match=r"at least one example .* got shape \(0, 3\)"):
+        dist.dp_sgd_gradient(np.ones((0, 3)), 1.0, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"per_example_grads\['b'\] must have a leading example axis"):
+        dist.clip_per_example({"a": np.ones((2, 3)), "b": np.ones(2)}, 1.0)

@@ -257,3 +257,18 @@ def test_dict_parameters_estimators_and_runs():
         np.testing.assert_allclose(np.mean([e[key] for e in sagas], axis=0), full[key], atol=1e-12)
     h = fs.saga(p, 0.1, 10 * p.n, seed=0)
     assert set(h.params) == set(theta) and h.loss[-1] < h.loss[0]
+
+
+def test_bad_starting_point_and_schedule_values_are_named():
+    A, b = make_least_squares(20, 3, seed=0)
+    p = LeastSquares(A, b, l2=0.1)
+    with pytest.raises(ValueError, match="theta0 must be finite"):
+        fs.sgd(p, 0.1, 50, theta0=np.array([np.nan, 0.0, 0.0]))
+    # a schedule that returns a negative step would run the method uphill
+    with pytest.raises(ValueError, match=r"lr schedule must return a finite number >= 0, got -1.0 at step 0"):
+        fs.svrg(p, lambda t: -1.0, 100)
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="initial loss f\\(theta0\\) must be finite"):
+        fs.saga(p, 0.1, 50, theta0=np.full(3, 1e200))  # finite, but f overflows
+    # one that decays to zero is legitimate: theta stops moving
+    h = fs.sgd(p, lambda t: 0.0, 50, theta0=np.ones(3))
+    np.testing.assert_array_equal(h.params, np.ones(3))

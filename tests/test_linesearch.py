@@ -181,3 +181,9 @@ def test_validation():
         gd_armijo(q, -2)
     with pytest.raises(ValueError, match="grad_tol must be >= 0, got -1.0"):
         gd_armijo(q, 3, grad_tol=-1.0)
+
+
+def test_armijo_rejects_a_non_finite_gradient():
+    q = Quadratic([1.0, 0.1])
+    with pytest.raises(ValueError, match="grad must be finite"):
+        armijo(q, np.ones(2), np.array([np.nan, 1.0]))

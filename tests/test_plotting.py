@@ -101,3 +101,36 @@ def test_loss_curves_use_the_steps_the_loss_was_evaluated_at():
     (line,) = plotting.loss_curves([hist])
     assert list(line.get_xdata()) == [0, 5, 10, 15, 20]
     np.testing.assert_allclose(line.get_ydata(), hist.loss)
+
+
+def test_every_record_plots_against_what_it_counts():
+    from steplab import distributed, finite_sum
+    from steplab.problems import LeastSquares, make_least_squares
+
+    A, b = make_least_squares(40, 3, noise=0.1, seed=0)
+    p = LeastSquares(A, b, l2=0.1)
+    # EvalHistory: suboptimality against gradient evaluations / n
+    h = finite_sum.svrg(p, lr=0.05, budget=400, seed=0, log_every=20)
+    ax = h.plot(marker="o")
+    (line,) = ax.lines
+    np.testing.assert_allclose(line.get_xdata(), h.grad_evals / p.n)
+    gap = h.loss - p.f_star
+    np.testing.assert_allclose(line.get_ydata(), np.where(gap > 0, gap, np.nan))
+    assert line.get_marker() == "o" and ax.get_xlabel() == "gradient evaluations / n"
+    # SimulationHistory: against the step (round)
+    s = distributed.simulate_local_sgd(p, 5, n_workers=2, local_steps=3, batch_size=4, lr=0.05)
+    ax = s.plot(key="loss", log=False)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), s.step)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), s.loss)
+    # History with a sparse loss: History.plot returns the lines, at the evaluated steps
+    hist = minimize(p, optim.sgd(lr=0.05), steps=20, eval_every=5)
+    (line,) = hist.plot(f_star=p.f_star)
+    assert list(line.get_xdata()) == [0, 5, 10, 15, 20]
+
+
+def test_suboptimality_needs_an_f_star():
+    q = Quadratic([1.0, 0.1], rotate=False)
+    h = minimize(q, optim.sgd(0.5), 5)
+    with pytest.raises(ValueError, match="f_star is unknown"):
+        h.suboptimality()
+    np.testing.assert_array_equal(h.suboptimality(q.f_star), h.loss - q.f_star)

@@ -285,6 +285,18 @@ def test_softmax_layout_is_W_ravel():
     np.testing.assert_array_equal(p.unflatten(W.ravel()), W)
 
 
+def test_classifier_shapes_are_checked_by_name():
+    X, y = make_classification(20, 3, n_classes=3, seed=0)
+    soft = SoftmaxRegression(X, y, n_classes=3, l2=0.1)
+    with pytest.raises(ValueError, match=r"theta must have shape \(9,\) or \(k, 9\)"):
+        soft.unflatten(np.zeros(5))
+    with pytest.raises(ValueError, match=r"X must have 3 columns, got shape \(20, 2\)"):
+        soft.predict(np.zeros(9), X[:, :2])
+    binary = LogisticRegression(X, (y == 1).astype(int), l2=0.1)
+    with pytest.raises(ValueError, match=r"X must have 3 columns, got shape \(20, 2\)"):
+        binary.predict(np.zeros(3), X[:, :2])
+
+
 def test_softmax_with_two_classes_matches_binary_logistic_on_logit_differences():
     # p(y=1) = sigma(z_1 - z_0): softmax with W = [0, w] equals binary logistic with w (l2 = 0).
     X, y = make_classification(25, 3, seed=9)
@@ -295,12 +307,44 @@ def test_softmax_with_two_classes_matches_binary_logistic_on_logit_differences()
     assert soft.value(W.ravel()) == pytest.approx(binary.value(w), rel=1e-13)
 
 
-def test_softmax_minimizer_by_newton_cg_for_large_dim(monkeypatch):
+@pytest.mark.parametrize("l2", [0.05, 0.0])
+def test_softmax_minimizer_by_newton_cg_for_large_dim(monkeypatch, l2):
     import steplab.problems.logistic as logistic
 
-    monkeypatch.setattr(logistic, "_DENSE_NEWTON_MAX_DIM", 5)
-    p = random_softmax(3, 80, 4, 3, 0.05)  # dim 12 > 5: conjugate-gradient Newton steps
+    X, y = make_classification(300, 4, n_classes=3, seed=3, separation=0.5)  # overlapping classes
+    monkeypatch.setattr(logistic, "_DENSE_SOFTMAX_MAX_DIM", 5)
+    p = SoftmaxRegression(X, y, n_classes=3, l2=l2)  # dim 12 > 5: preconditioned CG Newton steps
     assert np.linalg.norm(p.grad(p.minimizer)) < 1e-10
+    monkeypatch.setattr(logistic, "_DENSE_SOFTMAX_MAX_DIM", 10**6)
+    dense = SoftmaxRegression(X, y, n_classes=3, l2=l2)
+    # the optimal value is unique even when (l2 = 0) the minimizer is not
+    assert p.f_star == pytest.approx(dense.f_star, rel=1e-12)
+    if l2 > 0:
+        np.testing.assert_allclose(p.minimizer, dense.minimizer, atol=1e-9)
+
+
+def test_binary_logistic_minimizer_by_cg_for_large_dim(monkeypatch):
+    import steplab.problems.logistic as logistic
+
+    monkeypatch.setattr(logistic, "_DENSE_NEWTON_MAX_DIM", 2)
+    p = random_logistic(4, 60, 5, 0.1)  # dim 5 > 2: conjugate-gradient Newton steps
+    assert np.linalg.norm(p.grad(p.minimizer)) < 1e-10
+
+
+@pytest.mark.parametrize("with_precond", [False, True])
+def test_cg_solves_spd_systems_to_the_requested_residual(with_precond):
+    from steplab.problems.base import _cg
+
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.standard_normal((30, 30)))[0]
+    A = Q @ np.diag(np.logspace(0, 4, 30)) @ Q.T
+    b = rng.standard_normal(30)
+    precond = (lambda r: r / np.diag(A)) if with_precond else None
+    x = _cg(lambda v: A @ v, b, tol=1e-10, max_iter=1000, precond=precond)
+    assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b)
+    # in exact arithmetic CG ends in at most dim steps; capped at 1 step it is one steepest-descent step
+    x1 = _cg(lambda v: A @ v, b, tol=0.0, max_iter=1)
+    np.testing.assert_allclose(x1, (b @ b) / (b @ A @ b) * b, rtol=1e-12)
 
 
 # --------------------------------------------------- Rosenbrock and Wavy

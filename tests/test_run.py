@@ -527,3 +527,13 @@ def test_eval_every_still_catches_divergence():
     h = minimize(q, optim.sgd(3.0), 100, theta0=np.array([1.0]), eval_every=4, diverge_factor=1e3)
     # |theta_t| = 2^t, f = 4^t / 2 > 1e3 * 1/2 first at t = 5; the first evaluation after is t = 8
     assert h.diverged_at == 8
+
+
+def test_non_finite_starting_points_are_rejected_by_name():
+    from steplab.run import sgd_runs
+
+    q = Quadratic([1.0, 0.1])
+    with pytest.raises(ValueError, match="theta0 must be finite"):
+        sgd_runs(q, 0.1, 3, 2, theta0=np.array([np.nan, 1.0]))
+    with pytest.raises(ValueError, match="theta0 must be finite"):
+        minimize_online(ReddiCounterexample(), optim.sgd(0.1), 3, theta0=np.array([np.nan]))

@@ -195,7 +195,10 @@ def steps_to_target(
 
 
 def _start(problem, seed, theta0):
-    return np.array(problem.init_params(seed) if theta0 is None else theta0, dtype=np.float64)
+    theta = np.array(problem.init_params(seed) if theta0 is None else theta0, dtype=np.float64)
+    if not np.all(np.isfinite(theta)):
+        raise ValueError("theta0 must be finite, got non-finite entries")
+    return theta
 
 
 def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, check_every):
@@ -407,6 +410,9 @@ def data_parallel_step_time(batch_size: int, n_workers: int, n_params: float, ti
         n_params: :math:`P`.
         time_per_example: seconds of forward and backward pass per example on one worker.
         bandwidth, bytes_per_param, latency: as in :func:`allreduce_time`.
+
+    Reference: P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
+    arXiv:1706.02677, 2017, Section 5 (communication).
     """
     batch_size = _check_positive_int("batch_size", batch_size)
     n_workers = _check_positive_int("n_workers", n_workers)
@@ -424,6 +430,11 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
                 bytes_per_param: int = 4, latency: float = 0.0) -> dict:
     r"""Scale a data-parallel run to a larger batch with the linear scaling rule.
 
+    .. math::
+
+        \eta' = \eta\,\frac{B'}{B}, \qquad S' = S\,\frac{B}{B'}, \qquad
+        \text{speedup} = \frac{S\,T_{\mathrm{step}}(B, K)}{S'\,T_{\mathrm{step}}(B', K')}.
+
     The new run processes the same number of examples: :math:`S' = S\,B/B'` steps (warmup
     scaled the same way, so it lasts as many examples), :math:`\eta' = \eta\,B'/B`; its wall
     clock is :math:`S'\,T_{\mathrm{step}}(B', K')` against :math:`S\,T_{\mathrm{step}}(B, K)`
@@ -434,6 +445,10 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
     Returns a dict with ``lr``, ``steps``, ``warmup_steps``, ``step_ratio`` (:math:`S/S'`),
     ``base_step_time`` and ``step_time`` (:class:`StepTime`), ``base_hours``, ``hours`` and
     ``speedup`` (base wall clock over new).
+
+    Reference: P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
+    arXiv:1706.02677, 2017; S. McCandlish, J. Kaplan, D. Amodei et al., "An empirical model of
+    large-batch training", arXiv:1812.06162, 2018.
     """
     base_steps = _check_positive_int("base_steps", base_steps)
     base_warmup_steps = _check_positive_int("base_warmup_steps", base_warmup_steps, minimum=0)

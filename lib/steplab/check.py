@@ -41,6 +41,16 @@ def _as_float_array(name: str, arg: str, x) -> np.ndarray:
         raise ValueError(f"{arg} of check {name!r} must be numeric, got {x!r}") from exc
 
 
+def _broadcast(name: str, a_name: str, a: np.ndarray, b_name: str, b: np.ndarray):
+    try:
+        return np.broadcast_arrays(a, b)
+    except ValueError:
+        raise ValueError(
+            f"{a_name} of check {name!r} has shape {a.shape} and {b_name} has shape {b.shape}: "
+            "they do not broadcast"
+        ) from None
+
+
 def _report(name: str, ok: bool, text: str) -> None:
     line = f"{name}: {text}"
     if not ok:
@@ -70,6 +80,7 @@ def close(name: str, value, target, rtol: float = 1e-2, atol: float = 0.0):
         raise ValueError(f"atol must be >= 0, got {atol}")
     v = _as_float_array(name, "value", value)
     t = _as_float_array(name, "target", target)
+    _broadcast(name, "value", v, "target", t)
     with np.errstate(invalid="ignore"):
         err = np.abs(v - t)
         allowed = atol + rtol * np.abs(t)
@@ -123,7 +134,7 @@ def bound(name: str, measured, bound):
     """
     m = _as_float_array(name, "measured", measured)
     b = _as_float_array(name, "bound", bound)
-    m_b, b_b = np.broadcast_arrays(m, b)
+    m_b, b_b = _broadcast(name, "measured", m, "bound", b)
     with np.errstate(invalid="ignore"):
         margin = b_b - m_b
     ok = bool(margin.size > 0 and np.all(margin >= 0) and not np.any(np.isnan(margin)))

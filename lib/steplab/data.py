@@ -340,7 +340,12 @@ def _check_xy(X, y):
 def split_iid(X, y, n_clients: int, seed: int = 0, return_indices: bool = False) -> list:
     r"""Split a data set uniformly at random into ``n_clients`` parts of (nearly) equal size.
 
-    A permutation from ``np.random.default_rng(seed)`` cut into ``n_clients`` contiguous
+    .. math::
+
+        D_k = \{\pi(i) : c_k \le i < c_{k+1}\}, \qquad
+        c_k = k\lfloor n/K \rfloor + \min(k, n \bmod K),
+
+    for :math:`K` = ``n_clients``. A permutation from ``np.random.default_rng(seed)`` cut into ``n_clients`` contiguous
     pieces (sizes differ by at most one). Every example goes to exactly one client, and each
     client's label distribution matches the whole in expectation.
 
@@ -351,6 +356,9 @@ def split_iid(X, y, n_clients: int, seed: int = 0, return_indices: bool = False)
 
     Returns:
         A list of ``(X_k, y_k)``, one per client (or of index arrays with ``return_indices``).
+
+    Reference: H. B. McMahan et al., "Communication-efficient learning of deep networks from
+    decentralized data", AISTATS 2017 (the IID partition of their experiments).
     """
     X, y = _check_xy(X, y)
     n_clients = _check_int("n_clients", n_clients, 1)
@@ -413,7 +421,7 @@ def split_non_iid(
         idx = rng.permutation(np.flatnonzero(y == label))
         if idx.size < len(holders[j]):
             raise ValueError(
-                f"class {label!r} has {idx.size} examples for {len(holders[j])} clients; "
+                f"class {label.item()!r} has {idx.size} examples for {len(holders[j])} clients; "
                 "use fewer clients or more classes_per_client"
             )
         for k, piece in zip(holders[j], np.array_split(idx, len(holders[j]))):

@@ -38,9 +38,11 @@ from .finite_sum import (
     _check_lr,
     _check_positive_int,
     _check_problem,
+    _exceeds_limit,
     _finite,
     _lr_at,
     _sgd_step,
+    _start,
     _tcopy,
     _tleaves,
     _tmap,
@@ -115,26 +117,15 @@ class SimulationHistory(EvalHistory):
 
     batches: list | None = None
 
-    def plot(self, ax=None, key: str = "loss", log: bool = True, label=None, **kw):
-        """Plot ``key`` ('loss', 'suboptimality' or a metric) against the step or round."""
-        import matplotlib.pyplot as plt
+    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
+        return self.step, "step"
 
-        if ax is None:
-            _, ax = plt.subplots()
-        if key == "suboptimality":
-            y = self.suboptimality()
-        elif key == "loss":
-            y = self.loss
-        elif key in self.metrics:
-            y = self.metrics[key]
-        else:
-            raise ValueError(f"key must be 'loss', 'suboptimality' or a metric name, got {key!r}")
-        ax.plot(self.step, y, label=self.method if label is None else label, **kw)
-        if log:
-            ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel(key)
-        return ax
+    def plot(self, ax=None, key: str = "loss", log: bool = True, label=None, **kw):
+        """Plot ``key`` ('loss', 'suboptimality' or a metric) against the step or round.
+
+        Returns the Axes.
+        """
+        return super().plot(ax=ax, key=key, log=log, label=label, **kw)
 
 
 class _StepLogger:
@@ -165,9 +156,7 @@ class _StepLogger:
             metrics["dist_to_minimizer"] = _norm(_tmap(lambda a, b: a - b, theta, self.minimizer))
         for key, value in metrics.items():
             self.metrics.setdefault(key, []).append(value)
-        if self.limit is None:
-            self.limit = self.diverge_factor * max(abs(loss), 1.0)
-        if not np.isfinite(loss) or loss > self.limit:
+        if _exceeds_limit(self, loss):
             self.diverged_at = step
             return False
         return True
@@ -195,11 +184,6 @@ class _StepLogger:
 
 # ---------------------------------------------------------------------------
 # validation helpers
-
-
-def _start(problem, theta0, seed):
-    theta = problem.init_params(seed) if theta0 is None else theta0
-    return _tmap(lambda a: np.array(a, dtype=np.result_type(a, np.float32), copy=True), theta)
 
 
 def _check_index_sets(name, sets, n):
@@ -272,10 +256,20 @@ def _check_batch_vs_shards(batch_size, shards, name="shards"):
 def iid_shards(n: int, n_workers: int, seed: int = 0) -> list[np.ndarray]:
     r"""Split :math:`\{0, \dots, n-1\}` into ``n_workers`` random shards of (nearly) equal size.
 
+    .. math::
+
+        S_k = \{\pi(i) : c_k \le i < c_{k+1}\}, \qquad
+        c_k = k\lfloor n/K \rfloor + \min(k, n \bmod K),
+
+    for a uniformly random permutation :math:`\pi` from ``np.random.default_rng(seed)``;
+    each shard is returned sorted.
+
     Args:
         n: number of examples.
         n_workers: number of shards :math:`K`; sizes differ by at most one.
         seed: seed of the permutation.
+
+    Reference: J. Dean et al., "Large scale distributed deep networks", NeurIPS 2012.
     """
     n = _check_positive_int("n", n)
     n_workers = _check_positive_int("n_workers", n_workers)
@@ -341,6 +335,8 @@ def data_parallel_grad(problem, theta, worker_batches, n_micro: int = 1):
     Reference: J. Dean et al., "Large scale distributed deep networks", NeurIPS 2012;
     P. Goyal et al., arXiv:1706.02677, 2017.
     """
+    if len(worker_batches) == 0:
+        raise ValueError("worker_batches must hold at least one index array, got none")
     sizes = {len(b) for b in worker_batches}
     if len(sizes) != 1:
         raise ValueError(f"worker_batches must have equal lengths, got {sorted(sizes)}")
@@ -517,7 +513,7 @@ def _local_rounds(problem, clients, rounds, *, local_steps, lr, batch_size, mu, 
         raise ValueError(f"server_optimizer must have init and update, got {server_optimizer!r}")
     if server_optimizer is not None and server_lr is not None:
         raise ValueError("give at most one of server_optimizer and server_lr")
-    server_lr = 1.0 if server_lr is None else _check_lr(server_lr)
+    server_lr = 1.0 if server_lr is None else _check_lr(server_lr, "server_lr")
     rng = np.random.default_rng(seed) if rng is None else rng
     sizes = np.array([c.size for c in clients], dtype=np.float64)
     theta = _start(problem, theta0, seed)
@@ -559,7 +555,7 @@ def _local_rounds(problem, clients, rounds, *, local_steps, lr, batch_size, mu, 
         else:
             pseudo_grad = _tmap(lambda t, a: t - a, theta, average)
             if server_optimizer is None:
-                new_theta = _sgd_step(theta, pseudo_grad, _lr_at(server_lr, r))
+                new_theta = _sgd_step(theta, pseudo_grad, _lr_at(server_lr, r, "server_lr"))
             else:
                 updates, server_state = server_optimizer.update(pseudo_grad, server_state, theta)
                 new_theta = _tmap(lambda t, u: (t + u).astype(t.dtype, copy=False), theta, updates)
@@ -886,15 +882,17 @@ def quantize_compressor(s: int) -> Callable:
 
 
 def _per_example_norms(per_example_grads):
-    if isinstance(per_example_grads, dict):
-        sq = sum(np.sum(np.square(a).reshape(a.shape[0], -1), axis=1) for a in per_example_grads.values())
-    else:
-        a = np.asarray(per_example_grads)
-        if a.ndim < 2:
+    leaves = per_example_grads.items() if isinstance(per_example_grads, dict) else [(None, per_example_grads)]
+    sq = 0.0
+    for key, a in leaves:
+        a = np.asarray(a)
+        name = "per_example_grads" if key is None else f"per_example_grads[{key!r}]"
+        if a.ndim < 2 or a.shape[0] == 0:
             raise ValueError(
-                f"per_example_grads must have a leading example axis (shape (B, dim)), got shape {a.shape}"
+                f"{name} must have a leading example axis with at least one example "
+                f"(shape (B, ...), B >= 1), got shape {a.shape}"
             )
-        sq = np.sum(np.square(a).reshape(a.shape[0], -1), axis=1)
+        sq = sq + np.sum(np.square(a).reshape(a.shape[0], -1), axis=1)
     return np.sqrt(sq)
 
 

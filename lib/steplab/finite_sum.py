@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .run import Record, _loss_threshold
+
 __all__ = [
     "EvalHistory",
     "sgd",
@@ -89,16 +91,22 @@ def _check_positive_int(name, value, minimum=1):
     return int(value)
 
 
-def _check_lr(lr):
+def _check_lr(lr, name="lr"):
     if callable(lr):
         return lr
     if isinstance(lr, bool) or not isinstance(lr, Real) or not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive number or a schedule, got {lr!r}")
+        raise ValueError(f"{name} must be a positive number or a schedule, got {lr!r}")
     return float(lr)
 
 
-def _lr_at(lr, step):
-    return lr(step) if callable(lr) else lr
+def _lr_at(lr, step, name="lr"):
+    if not callable(lr):
+        return lr
+    eta = lr(step)
+    # a schedule may decay to 0, but a negative or NaN step would run the method backwards
+    if isinstance(eta, bool) or not isinstance(eta, Real) or not np.isfinite(eta) or eta < 0:
+        raise ValueError(f"the {name} schedule must return a finite number >= 0, got {eta!r} at step {step}")
+    return float(eta)
 
 
 def _check_batch_size(batch_size, n):
@@ -126,7 +134,7 @@ def _sample(rng, n, batch_size):
 
 
 @dataclass
-class EvalHistory:
+class EvalHistory(Record):
     """What a run logged, indexed by logged point.
 
     Attributes
@@ -163,52 +171,38 @@ class EvalHistory:
     diverged_at: int | None = None
     metrics: dict = field(default_factory=dict)
 
+    _series_names = ("loss", "grad_evals", "step", "epochs")
+
     @property
     def steps(self) -> int:
         """Number of parameter updates the run applied."""
         return int(self.step[-1])
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        """A series by name: ``loss``, ``grad_evals``, ``step``, ``epochs`` or a metric."""
-        if key in ("loss", "grad_evals", "step", "epochs"):
-            return getattr(self, key)
-        if key in self.metrics:
-            return self.metrics[key]
-        raise KeyError(f"no series {key!r}; this run has "
-                       f"{['loss', 'grad_evals', 'step', 'epochs'] + sorted(self.metrics)}")
 
     @property
     def epochs(self) -> np.ndarray:
         """Gradient evaluations in units of full passes, ``grad_evals / n``."""
         return self.grad_evals / self.n
 
-    def suboptimality(self, f_star: float | None = None) -> np.ndarray:
-        r""":math:`f(\theta) - f^\star` at each logged point (``f_star`` defaults to the problem's)."""
-        f_star = self.f_star if f_star is None else f_star
-        if f_star is None:
-            raise ValueError("f_star is unknown for this run; pass f_star=...")
-        return self.loss - f_star
+    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
+        return self.epochs, "gradient evaluations / n"
 
     def plot(self, ax=None, key: str = "suboptimality", log: bool = True, label=None, **kw):
-        """Plot ``key`` ('suboptimality', 'loss' or a metric) against gradient evaluations / n."""
-        import matplotlib.pyplot as plt
+        """Plot ``key`` ('suboptimality', 'loss' or a metric) against gradient evaluations / n.
 
-        if ax is None:
-            _, ax = plt.subplots()
-        if key == "suboptimality":
-            y = self.suboptimality()
-        elif key == "loss":
-            y = self.loss
-        elif key in self.metrics:
-            y = self.metrics[key]
-        else:
+        Returns the Axes.
+        """
+        if key != "suboptimality" and key not in ("loss",) + tuple(self.metrics):
             raise ValueError(f"key must be 'suboptimality', 'loss' or a metric name, got {key!r}")
-        ax.plot(self.epochs, y, label=self.method if label is None else label, **kw)
-        if log:
-            ax.set_yscale("log")
-        ax.set_xlabel("gradient evaluations / n")
-        ax.set_ylabel(key)
-        return ax
+        (line,) = self._plot(ax, key, log, None, self.method if label is None else label, **kw)
+        return line.axes
+
+
+def _exceeds_limit(logger, loss) -> bool:
+    """The divergence test of :func:`steplab.run.minimize`: ``loss`` is non-finite or above
+    ``diverge_factor * max(|first logged loss|, 1)`` (the limit is set by the first call)."""
+    if logger.limit is None:
+        logger.limit = _loss_threshold(loss, logger.diverge_factor)
+    return not np.isfinite(loss) or abs(loss) > logger.limit
 
 
 class _Logger:
@@ -240,9 +234,7 @@ class _Logger:
         self.loss.append(loss)
         while self.next_log <= evals:
             self.next_log += self.log_every
-        if self.limit is None:
-            self.limit = self.diverge_factor * max(abs(loss), 1.0)
-        if not np.isfinite(loss) or loss > self.limit:
+        if _exceeds_limit(self, loss):
             self.diverged_at = steps
             return False
         return True
@@ -270,9 +262,17 @@ def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_fac
     log_every = n if log_every is None else _check_positive_int("log_every", log_every)
     if not (isinstance(diverge_factor, Real) and diverge_factor > 1):
         raise ValueError(f"diverge_factor must be a number > 1, got {diverge_factor!r}")
-    theta = problem.init_params(seed) if theta0 is None else theta0
-    theta = _tmap(lambda a: np.array(a, dtype=np.result_type(a, np.float32), copy=True), theta)
+    theta = _start(problem, theta0, seed)
     return n, lr, budget, batch_size, theta, _Logger(problem, method, n, log_every, diverge_factor)
+
+
+def _start(problem, theta0, seed):
+    """A floating copy of ``theta0`` (default ``problem.init_params(seed)``), checked finite."""
+    theta = problem.init_params(seed) if theta0 is None else theta0
+    theta = _tmap(lambda a: np.array(a, dtype=np.result_type(np.asarray(a), np.float32), copy=True), theta)
+    if not _finite(theta):
+        raise ValueError("theta0 must be finite, got non-finite entries")
+    return theta
 
 
 def _check_inner(m, n, batch_size):

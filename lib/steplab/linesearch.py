@@ -109,6 +109,8 @@ def armijo(
     if not np.isfinite(f0):
         raise ValueError(f"f(theta) must be finite, got {f0}")
     g_sq = optim.tree_norm(grad) ** 2
+    if not np.isfinite(g_sq):
+        raise ValueError(f"grad must be finite, got ||grad||^2 = {g_sq}")
     t, _, _, n = _armijo(f, theta, grad, float(f0), g_sq, t0, beta, c, max_backtracks)
     return t, evals + n
 

@@ -150,30 +150,41 @@ def trajectory(ax, thetas, label: str | None = None, markers: bool = True, **kwa
     return line
 
 
-def _steps_of(history, key, size):
-    """The step of each entry of a series: the loss may be evaluated only every k steps."""
-    steps = getattr(history, "loss_steps", None) if key == "loss" else None
-    if steps is None and key != "loss":
-        steps = getattr(history, "metric_steps", None) if key in getattr(history, "metrics", {}) else None
-    return np.arange(size) if steps is None or len(steps) != size else np.asarray(steps)
+def _x_of(history, key, size):
+    """The x values of a series and the axis label: the record says (steps, or evaluations / n)."""
+    if hasattr(history, "_plot_x"):
+        return history._plot_x(key, size)
+    return np.arange(size), "step $t$"
 
 
-def loss_curves(histories, ax=None, key: str = "loss", log: bool = True, f_star: float | None = None):
-    r"""Plot one series of several runs against the step, on a log axis by default.
+def loss_curves(histories, ax=None, key: str = "loss", log: bool = True, f_star: float | None = None,
+                **kwargs):
+    r"""Plot one series of several runs, on a log axis by default.
 
-    With ``f_star`` the suboptimality $f(\theta_t) - f^\star$ is drawn (values $\le 0$, reached
-    at rounding level, are left out of a log axis). A run that diverged ends in a cross at its
+    $$y_t = s_t - f^\star \quad (\text{or } s_t \text{ without } f^\star)$$
+
+    for the series $s_t$ named by ``key``. With ``f_star`` the suboptimality
+    $f(\theta_t) - f^\star$ is drawn (values $\le 0$, reached at rounding level, are left out of
+    a log axis). Each run is drawn against what its record counts: the step $t$ for a
+    :class:`steplab.run.History` (at the steps the loss or metric was evaluated), gradient
+    evaluations / $n$ for a :class:`steplab.finite_sum.EvalHistory`, the step or round for a
+    :class:`steplab.distributed.SimulationHistory`. A run that diverged ends in a cross at its
     last recorded value.
 
     Args:
         histories: ``{label: History}`` or a list of Histories (labelled by position).
         ax: matplotlib Axes (default: a new figure).
-        key: the series: ``"loss"``, ``"grad_norm"``, ``"update_norm"``, ``"lr"`` or a metric.
+        key: the series: ``"loss"``, ``"grad_norm"``, ``"update_norm"``, ``"lr"``, a metric, or
+            ``"suboptimality"`` (the loss minus ``f_star``, or minus the run's own ``f_star``).
         log: logarithmic y axis.
         f_star: subtract this from the series.
+        **kwargs: passed to ``ax.plot`` (``marker``, ``color``, ...).
 
     Returns:
         The list of ``Line2D``, one per run.
+
+    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
+    Learning", SIAM Review 60(2), 2018, Figure 3.1 (suboptimality on a log axis against cost).
     """
     if isinstance(histories, dict):
         items = list(histories.items())
@@ -183,21 +194,25 @@ def loss_curves(histories, ax=None, key: str = "loss", log: bool = True, f_star:
         raise ValueError("histories must hold at least one History")
     ax = _ax(ax)
     lines = []
+    xlabel = "step $t$"
     for label, h in items:
-        y = np.asarray(h[key], dtype=np.float64)
-        if f_star is not None:
-            y = y - f_star
+        if key == "suboptimality":
+            y = np.asarray(h.suboptimality(f_star), dtype=np.float64)
+        else:
+            y = np.asarray(h[key], dtype=np.float64)
+            if f_star is not None:
+                y = y - f_star
         if log:
             y = np.where(y > 0, y, np.nan)
-        x = _steps_of(h, key, y.size)
-        (line,) = ax.plot(x, y, label=str(label))
+        x, xlabel = _x_of(h, key, y.size)
+        (line,) = ax.plot(x, y, label=str(label), **kwargs)
         if getattr(h, "diverged", False) and y.size:
             ax.plot(x[-1], y[-1], marker="x", markersize=9, color=line.get_color(), linestyle="none")
         lines.append(line)
     if log:
         ax.set_yscale("log")
-    ax.set_xlabel("step $t$")
-    if f_star is not None and key == "loss":
+    ax.set_xlabel(xlabel)
+    if key == "suboptimality" or (f_star is not None and key == "loss"):
         ax.set_ylabel(r"$f(\theta_t) - f^\star$")
     else:
         ax.set_ylabel(key.replace("_", " "))

@@ -34,11 +34,59 @@ import numpy as np
 
 from . import optim
 
-__all__ = ["History", "Runs", "minimize", "minimize_online", "sweep_lr", "sgd_runs"]
+__all__ = ["Record", "History", "Runs", "minimize", "minimize_online", "sweep_lr", "sgd_runs"]
+
+
+class Record:
+    r"""What every run record shares: series by name, the suboptimality and a plot.
+
+    $$\Delta_t = f(\theta_t) - f^\star,$$
+
+    for the recorded losses $f(\theta_t)$. :class:`History` (:func:`minimize`),
+    :class:`steplab.finite_sum.EvalHistory` and
+    :class:`steplab.distributed.SimulationHistory` derive from it; each names its
+    built-in series (``_series_names``) and what the series are plotted against
+    (``_plot_x``).
+
+    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
+    Learning", SIAM Review 60(2), 2018, Section 4 (suboptimality against the step or the
+    number of gradient evaluations).
+    """
+
+    _series_names: tuple[str, ...] = ("loss",)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        """A series by name: a built-in series of this record or a metric."""
+        if key in self._series_names:
+            value = getattr(self, key)
+            if value is None:
+                raise KeyError(f"this run recorded no {key!r}")
+            return value
+        if key in self.metrics:
+            return self.metrics[key]
+        known = [k for k in self._series_names if getattr(self, k) is not None]
+        raise KeyError(f"no series {key!r}; this run has {known + sorted(self.metrics)}")
+
+    def suboptimality(self, f_star: float | None = None) -> np.ndarray:
+        r"""$f(\theta_t) - f^\star$ for every recorded loss (``f_star`` defaults to the run's own)."""
+        if f_star is None:
+            f_star = getattr(self, "f_star", None)
+        if f_star is None:
+            raise ValueError("f_star is unknown for this run; pass f_star=...")
+        return self.loss - f_star
+
+    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
+        """The x values of a series of ``size`` entries, and the axis label."""
+        return np.arange(size), "step $t$"
+
+    def _plot(self, ax, key, log, f_star, label, **kwargs):
+        from . import plotting
+
+        return plotting.loss_curves({label: self}, ax=ax, key=key, log=log, f_star=f_star, **kwargs)
 
 
 @dataclass
-class History:
+class History(Record):
     r"""What a run recorded.
 
     Attributes:
@@ -88,38 +136,22 @@ class History:
     def diverged(self) -> bool:
         return self.diverged_at is not None
 
-    def __getitem__(self, key: str) -> np.ndarray:
-        """A series by name: ``loss``, ``grad_norm``, ``update_norm``, ``lr`` or a metric."""
-        if key in ("loss", "grad_norm", "update_norm", "lr"):
-            value = getattr(self, key)
-            if value is None:
-                raise KeyError(f"this run recorded no {key!r}")
-            return value
-        if key in self.metrics:
-            return self.metrics[key]
-        known = ["loss", "grad_norm", "update_norm"] + (["lr"] if self.lr is not None else [])
-        raise KeyError(f"no series {key!r}; this run has {known + sorted(self.metrics)}")
+    _series_names = ("loss", "grad_norm", "update_norm", "lr")
 
-    def suboptimality(self, f_star: float) -> np.ndarray:
-        r"""$f(\theta_t) - f^\star$ for every recorded iterate."""
-        return self.loss - f_star
+    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
+        # the loss may be evaluated only every eval_every steps, the metrics every metrics_every
+        steps = self.loss_steps if key == "loss" else self.metric_steps if key in self.metrics else None
+        if steps is None or len(steps) != size:
+            steps = np.arange(size)
+        return np.asarray(steps), "step $t$"
 
     def plot(self, ax=None, key: str = "loss", log: bool = True, f_star: float | None = None,
-             label: str | None = None):
-        """Plot one series against the step (see :func:`steplab.plotting.loss_curves`)."""
-        from . import plotting
+             label: str | None = None, **kwargs):
+        """Plot one series against the step (see :func:`steplab.plotting.loss_curves`).
 
-        if self.loss_steps is not None and key == "loss":
-            import matplotlib.pyplot as plt
-
-            ax = ax if ax is not None else plt.gca()
-            y = self.loss - (f_star or 0.0)
-            ax.plot(self.loss_steps, y, label=label or key)
-            if log:
-                ax.set_yscale("log")
-            ax.set_xlabel("step")
-            return ax
-        return plotting.loss_curves({label or key: self}, ax=ax, key=key, log=log, f_star=f_star)
+        Returns the list with the one ``Line2D`` drawn.
+        """
+        return self._plot(ax, key, log, f_star, label or key, **kwargs)
 
     def __repr__(self) -> str:
         if self.diverged:
@@ -418,6 +450,8 @@ def minimize_online(
     if not isinstance(optimizer, optim.GradientTransformation):
         raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
     theta = problem.project(_initial_params(problem, theta0, 0))
+    if not optim.tree_all_finite(theta):
+        raise ValueError("theta0 must be finite, got non-finite entries")
     state = optimizer.init(theta)
     has_lr = optim.current_lr(state) is not None
     losses, gnorms, unorms, lrs, iterates = [], [], [], [], [_copy(theta)]
@@ -509,6 +543,10 @@ def sweep_lr(
     Returns:
         One :class:`History` per learning rate, equal (to rounding) to
         ``minimize(problem, optim.sgd(lr, momentum, nesterov), steps, theta0=theta0)``.
+
+    Reference: B. T. Polyak, "Some methods of speeding up the convergence of iteration
+    methods", USSR Comput. Math. Math. Phys. 4(5), 1964; I. Sutskever, J. Martens, G. Dahl and
+    G. Hinton, "On the importance of initialization and momentum in deep learning", ICML 2013.
     """
     steps = _check_steps(steps)
     diverge_factor = _check_diverge_factor(diverge_factor)
@@ -778,6 +816,8 @@ def sgd_runs(
         raise ValueError(f"record_loss must be True or False, got {record_loss!r}")
 
     x0 = np.asarray(_initial_params(problem, theta0, seed), dtype=np.float64)
+    if not np.all(np.isfinite(x0)):
+        raise ValueError("theta0 must be finite, got non-finite entries")
     if x0.shape == (problem.dim,):
         theta = np.tile(x0, (n_runs, 1))
     elif x0.shape == (n_runs, problem.dim):

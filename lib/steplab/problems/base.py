@@ -294,7 +294,7 @@ class FiniteSumProblem(Problem):
         built on validation data with ``l2=0``) these are the per-example losses whose mean
         estimates the population risk, with standard error ``std / sqrt(m)``.
         """
-        theta, is_batch = self._check_theta(theta)
+        theta, _ = self._check_theta(theta)
         idx = self._check_idx(idx)
         return np.asarray(self._per_example_values(theta, idx), dtype=np.float64)
 
@@ -390,21 +390,52 @@ def _newton(value, grad, solve, x0, tol=1e-12, max_iter=100):
     return x, gnorm, max_iter, gnorm <= 1e3 * tol
 
 
-def _cg(matvec, b, tol, max_iter):
-    """Conjugate gradients for a symmetric positive definite operator."""
+def _cg(matvec, b, tol, max_iter, precond=None):
+    r"""Preconditioned conjugate gradients for :math:`A x = b`, :math:`A` symmetric positive (semi)definite.
+
+    .. math::
+
+        r_0 = b,\; z_0 = M^{-1} r_0,\; p_0 = z_0, \qquad
+        \alpha_k = \frac{r_k^\top z_k}{p_k^\top A p_k}, \quad
+        x_{k+1} = x_k + \alpha_k p_k, \quad r_{k+1} = r_k - \alpha_k A p_k,
+
+    .. math::
+
+        z_{k+1} = M^{-1} r_{k+1}, \quad
+        p_{k+1} = z_{k+1} + \frac{r_{k+1}^\top z_{k+1}}{r_k^\top z_k}\, p_k,
+
+    from :math:`x_0 = 0`, until :math:`\|r_k\|_2 \le` ``tol`` :math:`\|b\|_2`.
+
+    Arguments:
+        matvec: :math:`v \mapsto A v`.
+        b: the right-hand side.
+        tol: relative residual at which to stop.
+        max_iter: at most this many products with :math:`A`.
+        precond: :math:`r \mapsto M^{-1} r` for a symmetric positive definite
+            :math:`M \approx A`; ``None`` means :math:`M = I` (plain CG).
+
+    Reference: J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed.,
+    Springer, 2006, Algorithm 5.3.
+    """
+    apply_m = (lambda r: r) if precond is None else precond
     x = np.zeros_like(b)
     r = b.copy()
-    p = r.copy()
-    rs = float(r @ r)
+    z = apply_m(r)
+    p = z.copy()
+    rz = float(r @ z)
     bnorm = np.sqrt(float(b @ b))
     for _ in range(max_iter):
-        if np.sqrt(rs) <= tol * bnorm:
+        if np.sqrt(float(r @ r)) <= tol * bnorm:
             break
         Ap = matvec(p)
-        alpha = rs / float(p @ Ap)
+        pAp = float(p @ Ap)
+        if pAp <= 0:  # a direction of zero curvature (singular A at rounding level): stop
+            break
+        alpha = rz / pAp
         x += alpha * p
         r -= alpha * Ap
-        rs_new = float(r @ r)
-        p = r + (rs_new / rs) * p
-        rs = rs_new
+        z = apply_m(r)
+        rz_new = float(r @ z)
+        p = z + (rz_new / rz) * p
+        rz = rz_new
     return x

@@ -22,6 +22,9 @@ __all__ = ["LogisticRegression", "SoftmaxRegression", "sigmoid", "log_softmax"]
 NEWTON_TOL = 1e-12
 #: Above this many parameters Newton's steps are solved by conjugate gradients.
 _DENSE_NEWTON_MAX_DIM = 1500
+#: Softmax regression switches to preconditioned CG much earlier: its dense Hessian costs
+#: n (dK)^2 flops, its Hessian-vector product only 4 n d K.
+_DENSE_SOFTMAX_MAX_DIM = 200
 
 
 def sigmoid(z):
@@ -59,6 +62,15 @@ def _binary_labels(y, n):
     return (yf == 1.0).astype(np.float64)
 
 
+def _forcing(g):
+    r"""Inexact Newton's relative CG tolerance :math:`\eta = \min(\tfrac12, \sqrt{\|g\|})`.
+
+    It tightens as :math:`g \to 0`, which keeps Newton's convergence superlinear (Nocedal and
+    Wright, *Numerical Optimization*, 2nd ed., 2006, Theorem 7.2 and Algorithm 7.1).
+    """
+    return min(0.5, float(np.sqrt(np.linalg.norm(g))))
+
+
 class _Classifier(FiniteSumProblem):
     """Shared pieces: Newton minimizer, f_star, accuracy."""
 
@@ -69,9 +81,7 @@ class _Classifier(FiniteSumProblem):
                 return np.linalg.solve(H, g)
             except np.linalg.LinAlgError:  # singular without L2
                 return np.linalg.lstsq(H, g, rcond=None)[0]
-        # Inexact Newton: CG to a relative residual that tightens as g -> 0.
-        rtol = min(0.5, np.sqrt(np.linalg.norm(g)))
-        return _cg(lambda v: self._hvp(theta, v), g, tol=rtol, max_iter=10 * self.dim)
+        return _cg(lambda v: self._hvp(theta, v), g, tol=_forcing(g), max_iter=10 * self.dim)
 
     def _run_newton(self):
         x, gnorm, iters, converged = _newton(
@@ -104,15 +114,22 @@ class _Classifier(FiniteSumProblem):
         x = self.minimizer
         return None if x is None else self.value(x)
 
+    def _features(self, X):
+        """``X`` checked to have the training data's columns (the training data when ``None``)."""
+        if X is None:
+            return self.X
+        X = _check_data_matrix("X", X)
+        if X.shape[1] != self.X.shape[1]:
+            raise ValueError(f"X must have {self.X.shape[1]} columns, got shape {X.shape}")
+        return X
+
     def accuracy(self, theta, X=None, y=None):
         """Fraction of rows of ``X`` (default: the training data) whose predicted class is ``y``."""
         if X is None and y is None:
             X, y = self.X, self.y
         elif X is None or y is None:
             raise ValueError("accuracy needs both X and y, or neither")
-        X = _check_data_matrix("X", X)
-        if X.shape[1] != self.X.shape[1]:
-            raise ValueError(f"X must have {self.X.shape[1]} columns, got shape {X.shape}")
+        X = self._features(X)
         y = self._labels(y, X.shape[0])
         return float(np.mean(self.predict(theta, X) == y))
 
@@ -237,7 +254,7 @@ class LogisticRegression(_Classifier):
     def predict(self, theta, X=None):
         """Predicted labels in {0, 1}: :math:`\\mathbb 1[x^\\top w > 0]`."""
         theta, _ = self._check_theta(theta, allow_batch=False)
-        X = self.X if X is None else _check_data_matrix("X", X)
+        X = self._features(X)
         return (X @ theta > 0).astype(np.float64)
 
     def init_params(self, seed=0):
@@ -266,9 +283,12 @@ class SoftmaxRegression(_Classifier):
     (tight: adding the same vector to every column of :math:`W` leaves the
     loss unchanged). The ``minimizer`` is computed on first access by Newton's
     method, as in :class:`LogisticRegression` (tolerance ``NEWTON_TOL``; the
-    same treatment of separable data when :math:`\lambda = 0`). Above 1500
+    same treatment of separable data when :math:`\lambda = 0`). Above 200
     parameters each Newton step is solved by conjugate gradients on
-    ``hvp``.
+    Hessian-vector products, preconditioned by the :math:`K` diagonal blocks
+    :math:`\tfrac1n X^\top \mathrm{diag}(p_c(1-p_c)) X + \lambda I` of the
+    Hessian (Newton-CG; Nocedal and Wright, *Numerical Optimization*, 2006,
+    Algorithm 7.1).
 
     **Parameter layout.** Parameters are the flat vector
     ``theta = W.ravel()`` of shape ``(d * n_classes,)``, i.e.
@@ -315,7 +335,13 @@ class SoftmaxRegression(_Classifier):
 
     def unflatten(self, theta):
         """The weight matrix ``W`` of shape ``(d, n_classes)`` (or ``(k, d, n_classes)``)."""
-        return np.asarray(theta).reshape(np.shape(theta)[:-1] + (self.n_features, self.n_classes))
+        theta = np.asarray(theta)
+        if theta.ndim == 0 or theta.shape[-1] != self.dim:
+            raise ValueError(
+                f"theta must have shape ({self.dim},) or (k, {self.dim}) "
+                f"(d * n_classes = {self.n_features} * {self.n_classes}), got shape {theta.shape}"
+            )
+        return theta.reshape(theta.shape[:-1] + (self.n_features, self.n_classes))
 
     def flatten(self, W):
         """The flat parameter vector of a weight matrix ``W`` of shape ``(d, n_classes)``."""
@@ -383,6 +409,33 @@ class SoftmaxRegression(_Classifier):
         H = H4.reshape(d * K, d * K) / n + self.l2 * np.eye(d * K)
         return 0.5 * (H + H.T)
 
+    def _newton_solve(self, theta, g):
+        if self.dim <= _DENSE_SOFTMAX_MAX_DIM:
+            return super()._newton_solve(theta, g)
+        # Newton-CG preconditioned by the class-diagonal blocks of the Hessian,
+        # (1/n) X^T diag(p_c (1 - p_c)) X + l2 I: K products of size d x d instead of
+        # the (dK) x (dK) Hessian; the coupling between classes is left to CG.
+        X, n, d, K = self.X, self.n, self.n_features, self.n_classes
+        P = np.exp(log_softmax(self._logits(theta, X)))
+        blocks = np.empty((K, d, d))
+        for c in range(K):
+            Xc = X * np.sqrt(P[:, c] * (1.0 - P[:, c]))[:, None]
+            blocks[c] = Xc.T @ Xc / n  # A^T A: numpy uses the symmetric product (syrk)
+        if self.l2 > 0:
+            inv_blocks = np.linalg.inv(blocks + self.l2 * np.eye(d))  # each block >= l2 I
+        else:
+            # A feature that is zero on every row leaves a block singular without L2.
+            inv_blocks = np.linalg.pinv(blocks, rcond=1e-12, hermitian=True)
+
+        def hvp(v):
+            Zv = X @ v.reshape(d, K)
+            return (X.T @ (P * (Zv - np.sum(P * Zv, axis=1, keepdims=True)))).ravel() / n + self.l2 * v
+
+        def precond(r):
+            return np.einsum("cij,jc->ic", inv_blocks, r.reshape(d, K)).ravel()
+
+        return _cg(hvp, g, tol=_forcing(g), max_iter=10 * self.dim, precond=precond)
+
     @cached_property
     def L(self):
         return float(np.linalg.norm(self.X, 2) ** 2 / (2 * self.n) + self.l2)
@@ -398,7 +451,7 @@ class SoftmaxRegression(_Classifier):
     def predict(self, theta, X=None):
         """Predicted classes :math:`\\arg\\max_c z_c`."""
         theta, _ = self._check_theta(theta, allow_batch=False)
-        X = self.X if X is None else _check_data_matrix("X", X)
+        X = self._features(X)
         return np.argmax(self._logits(theta, X), axis=-1)
 
     def init_params(self, seed=0):
