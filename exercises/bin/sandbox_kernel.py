@@ -124,20 +124,24 @@ def stage2(fd):
             expose.add(os.path.dirname(os.path.realpath(loc)))
 
     os.chdir("/")
-    for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
-        if os.path.isdir(tmp):
-            _mount("-t", "tmpfs", "-o", f"size={TMP_SIZE},mode=1777,nosuid,nodev", "tmpfs", tmp)
-    stage = "/tmp/.stage"
-    os.makedirs(stage)
+    tmps = [t for t in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(t)]
+    # Park what the kernel must still read (the interpreter, the venv, steplab) on a staging
+    # tmpfs before /tmp and the hidden folders are covered: a clone or a venv may live under
+    # /tmp or under a hidden folder.
+    stage = "/mnt"
+    os.makedirs(stage, exist_ok=True)
+    _mount("-t", "tmpfs", "-o", "size=1m,mode=700", "tmpfs", stage)
     staged = []
     for i, path in enumerate(sorted(expose)):
-        if any(_under(path, h) for h in hide):
+        if any(_under(path, h) for h in hide + tmps):
             dst = os.path.join(stage, str(i))
             os.makedirs(dst)
             _mount("--bind", path, dst)
             staged.append((dst, path))
+    for tmp in tmps:
+        _mount("-t", "tmpfs", "-o", f"size={TMP_SIZE},mode=1777,nosuid,nodev", "tmpfs", tmp)
     for h in sorted(hide, key=len):
-        if _under(h, "/tmp"):
+        if any(_under(h, t) for t in tmps):
             continue  # already replaced by the private /tmp
         _mount("-t", "tmpfs", "-o", "size=1m,mode=755,nosuid,nodev", "tmpfs", h)
     for dst, path in staged:
@@ -145,9 +149,8 @@ def stage2(fd):
         _mount("--move", dst, path)
         _mount("-o", "remount,bind,ro", path)
     for h in hide:
-        if not _under(h, "/tmp"):
+        if not any(_under(h, t) for t in tmps):
             _mount("-o", "remount,ro", h)
-    shutil.rmtree(stage)
 
     work, home = "/tmp/work", "/tmp/home"
     for d in (work, home):
