@@ -225,3 +225,29 @@ def test_non_finite_theta0_is_rejected():
     p = LeastSquares(A, b, l2=0.1)
     with pytest.raises(ValueError, match="theta0 must be finite"):
         bt.steps_to_target(p, [2], 0.1, 1.0, 10, theta0=np.array([np.nan, 0.0, 0.0]))
+
+
+def test_steps_to_target_stops_a_diverging_step_size_early():
+    """Rows of A are unit vectors (7, 7 and 6 copies of e_1, e_2, e_3), so the full-batch
+    Hessian A^T A / n is diag(0.35, 0.35, 0.3). With eta = 10 the first two error components
+    grow by |1 - 3.5| = 2.5 per step, the loss by 6.25: it passes 1e6 x its start after
+    about 8 steps, so the run must stop there, long before max_steps, and count as never
+    reaching the target."""
+    n, d = 20, 3
+    A = np.tile(np.eye(d), (n // d + 1, 1))[:n]
+    b = np.zeros(n)
+    prob = LeastSquares(A, b)
+    calls = {"n": 0}
+    value = prob.value
+
+    def counting_value(theta):
+        calls["n"] += 1
+        return value(theta)
+
+    prob.value = counting_value
+    out = bt.steps_to_target(prob, [n], lr=10.0, target=1e-12, max_steps=10_000,
+                          theta0=np.ones(d), seeds=[0])
+    assert np.isinf(out.steps[0])
+    assert calls["n"] <= 12  # one evaluation at the start and one per step until the limit
+    with pytest.raises(ValueError, match="diverge_factor"):
+        bt.steps_to_target(prob, [n], lr=0.1, target=1e-3, max_steps=10, diverge_factor=0.5)

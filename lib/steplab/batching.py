@@ -98,6 +98,7 @@ def steps_to_target(
     theta0=None,
     check_every: int = 1,
     lr_grid=None,
+    diverge_factor: float = 1e6,
 ) -> StepsToTarget:
     r"""For each batch size :math:`B`, the number of SGD steps until :math:`f(\theta_t) \le` target.
 
@@ -127,6 +128,10 @@ def steps_to_target(
             candidate runs with every seed, and the result reports the best candidate per batch
             size (the learning rate retuned at each :math:`B`, as the critical-batch-size model
             assumes).
+        diverge_factor: a run whose loss exceeds ``diverge_factor * max(|f(theta_0)|, 1)`` (or
+            is not finite) has diverged: it stops and counts as never reaching the target, as
+            in :func:`steplab.run.minimize`. Without it a slowly diverging step size would run
+            all ``max_steps``.
 
     For every batch size the seeds and candidate step sizes run together as one stack of
     parameters when the problem is ``batched`` with ``grad_batches`` (least squares, logistic
@@ -172,6 +177,9 @@ def steps_to_target(
     target = _check_real("target", target)
     max_steps = _check_positive_int("max_steps", max_steps)
     check_every = _check_positive_int("check_every", check_every)
+    diverge_factor = _check_real("diverge_factor", diverge_factor)
+    if not diverge_factor > 1:
+        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor!r}")
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must hold at least one seed, got []")
@@ -181,7 +189,8 @@ def steps_to_target(
     fast = getattr(problem, "batched", False) and hasattr(problem, "grad_batches")
     runner = _steps_vectorized if fast else _steps_looped
     counts = np.stack(
-        [runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every)
+        [runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every,
+                diverge_factor)
          for i, b in enumerate(sizes)],
         axis=1,
     )  # (k, m, n_seeds)
@@ -201,13 +210,15 @@ def _start(problem, seed, theta0):
     return theta
 
 
-def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, check_every):
+def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, check_every,
+                      diverge_factor):
     """Steps to target for every (step size, seed) pair of one batch size, as one stack."""
     k, s = etas.size, len(seeds)
     counts = np.full((k, s), np.inf)
     theta = np.stack([_start(problem, seed, theta0) for seed in seeds])  # (s, d)
     start_loss = np.asarray(problem.value(theta))
     counts[:, start_loss <= target] = 0
+    limit = np.tile(diverge_factor * np.maximum(np.abs(start_loss), 1.0), k)  # per row
     theta = np.repeat(theta[None], k, axis=0).reshape(k * s, -1)  # row = lr index * s + seed index
     eta = np.repeat(etas, s)
     seed_of = np.tile(np.arange(s), k)
@@ -225,25 +236,28 @@ def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, che
                 loss = np.asarray(problem.value(theta[active]))
                 hit = loss <= target
                 counts.ravel()[active[hit]] = t
-                active = active[~hit & np.isfinite(loss)]
+                active = active[~hit & np.isfinite(loss) & (np.abs(loss) <= limit[active])]
     return counts
 
 
-def _steps_looped(problem, n, b, etas, target, max_steps, seeds, theta0, check_every):
+def _steps_looped(problem, n, b, etas, target, max_steps, seeds, theta0, check_every,
+                  diverge_factor):
     per_seed = np.full((etas.size, len(seeds)), np.inf)
     for i, eta in enumerate(etas):
         for j, seed in enumerate(seeds):
             rng = np.random.default_rng(seed)
             theta = _start(problem, seed, theta0)
-            if problem.value(theta) <= target:
+            start_loss = problem.value(theta)
+            if start_loss <= target:
                 per_seed[i, j] = 0
                 continue
+            limit = diverge_factor * max(abs(start_loss), 1.0)
             for t in range(1, max_steps + 1):
                 idx = rng.choice(n, size=b, replace=False)
                 theta = theta - eta * problem.grad_batch(theta, idx)
                 if t % check_every == 0 or t == max_steps:
                     loss = problem.value(theta)
-                    if not np.isfinite(loss):
+                    if not np.isfinite(loss) or abs(loss) > limit:
                         break
                     if loss <= target:
                         per_seed[i, j] = t
