@@ -306,3 +306,6 @@ def test_check_exits_nonzero_on_a_failing_visible_test(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(COURSE, "bin", "grade.py"), "check",
                           _nb_path("release", PS1)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1 and "FAIL  test_gd_fixed_visible" in bad.stdout
+    # a hidden test's body is not in the release: the self-check must not report it as passed
+    hidden = [ln for ln in bad.stdout.splitlines() if "hidden" in ln.split("(")[0]]
+    assert hidden and all(ln.startswith("HIDDEN") for ln in hidden), bad.stdout

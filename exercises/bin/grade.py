@@ -322,6 +322,10 @@ def check(path, cell_timeout=120):
         label = meta.get("grade_id", f"cell {i}")
         if meta.get("grade") and not meta.get("solution"):
             pts = meta.get("points", 0)
+            code = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+            if not code:  # a hidden test: its body is removed from the release, so it proves nothing here
+                print(f"HIDDEN  {label} ({pts} points): run by the grader on your submission")
+                continue
             print(f"{'FAIL' if errors else 'PASS'}  {label} ({pts} points)"
                   + (f": {errors[0].ename}: {errors[0].evalue}" if errors else ""))
             failures += bool(errors)
