@@ -437,3 +437,116 @@ def test_hessian_validates():
         dg.hessian(object(), np.zeros(2))
     with pytest.raises(ValueError, match="at least one entry"):
         dg.hessian(Quadratic([1.0]), np.zeros(0))
+
+
+# ---------------------------------------------------------------- mean of M oracle calls
+
+
+def _var_of_squared_error(X, beta, N):
+    r"""Exact variance of ||beta + mean of N i.i.d. draws of X||^2, X uniform over the rows (mean 0).
+
+    With Sigma = E X X^T and Xbar the mean of N draws:
+    Var ||Xbar||^2 = 2 tr(Sigma^2)/N^2 + (E||X||^4 - tr(Sigma)^2 - 2 tr(Sigma^2))/N^3 (expand
+    ||sum X_i||^4 = sum_{ijkl} (X_i.X_j)(X_k.X_l); only i=j=k=l and the three pairings survive),
+    Var 2 beta.Xbar = 4 beta^T Sigma beta / N, and 2 Cov(2 beta.Xbar, ||Xbar||^2) = 4 E[(beta.X)||X||^2]/N^2
+    (only i=j=k survives in E[(beta.X_i)(X_j.X_k)]).
+    """
+    S = X.T @ X / len(X)
+    tr, tr2 = np.trace(S), np.trace(S @ S)
+    sq = np.sum(X**2, axis=1)
+    v = 2 * tr2 / N**2 + (np.mean(sq**2) - tr**2 - 2 * tr2) / N**3
+    return v + 4 * beta @ S @ beta / N + 4 * np.mean((X @ beta) * sq) / N**2
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_oracle_mean_error_matches_sigma2_over_BM(B):
+    # E||gbar_M - grad f||^2 = sigma^2/(B M): gbar_M is the mean of BM i.i.d. per-example gradients.
+    # mse is a mean over R independent runs, so its standard deviation is sqrt(Var/R) with Var the exact
+    # variance of one run's squared error (_var_of_squared_error); the check allows 4 of them per M.
+    p, A, b, l2, theta = _least_squares()
+    G_i = _per_example_grads(A, b, l2, theta)
+    g = A.T @ (A @ theta - b) / len(b) + l2 * theta
+    sigma2 = np.mean(np.sum((G_i - g) ** 2, axis=1))
+    Ms, R = [1, 2, 4, 16, 64], 2000
+    out = dg.oracle_mean_error(p, theta, B, Ms, R, seed=3)
+    np.testing.assert_array_equal(out.Ms, Ms)
+    assert out.sigma2 == pytest.approx(sigma2, rel=1e-12)
+    assert out.bias2 == pytest.approx(0.0, abs=1e-24)
+    np.testing.assert_allclose(out.predicted, sigma2 / (B * np.array(Ms)), rtol=1e-12)
+    sd = np.sqrt([_var_of_squared_error(G_i - g, np.zeros(3), B * M) / R for M in Ms])
+    assert np.all(np.abs(out.mse - sigma2 / (B * np.array(Ms))) <= 4 * sd), (out.mse, sigma2 / B / np.array(Ms), sd)
+    # the reported standard error estimates the same standard deviation; a sample standard deviation of
+    # R runs has relative error about sqrt((kurtosis - 1)/(4R)), a few percent at R = 2000, so 20% is > 4 of those
+    np.testing.assert_allclose(out.se, sd, rtol=0.2)
+
+
+def test_oracle_mean_error_of_a_clipped_oracle_levels_off_at_its_bias():
+    # T(g_i) = g_i min(1, C/||g_i||): the mean of BM draws has mean grad f + beta, so the error is
+    # ||beta||^2 + sigma_T^2/(BM), with beta and sigma_T^2 computed here from the clipped rows.
+    p, A, b, l2, theta = _least_squares()
+    G_i = _per_example_grads(A, b, l2, theta)
+    g = A.T @ (A @ theta - b) / len(b) + l2 * theta
+    C = 1.0
+    T_i = G_i * np.minimum(1.0, C / np.linalg.norm(G_i, axis=1))[:, None]
+    beta = T_i.mean(axis=0) - g
+    sigma2_T = np.mean(np.sum((T_i - T_i.mean(axis=0)) ** 2, axis=1))
+    assert beta @ beta > 0.1 * sigma2_T  # clipping really biases this oracle
+    Ms, B, R = [1, 8, 256], 2, 2000
+    out = dg.oracle_mean_error(p, theta, B, Ms, R, seed=4,
+                               transform=lambda G: G * np.minimum(1.0, C / np.linalg.norm(G, axis=1))[:, None])
+    assert out.bias2 == pytest.approx(beta @ beta, rel=1e-12)
+    assert out.sigma2 == pytest.approx(sigma2_T, rel=1e-12)
+    expected = beta @ beta + sigma2_T / (B * np.array(Ms))
+    np.testing.assert_allclose(out.predicted, expected, rtol=1e-12)
+    sd = np.sqrt([_var_of_squared_error(T_i - T_i.mean(axis=0), beta, B * M) / R for M in Ms])
+    assert np.all(np.abs(out.mse - expected) <= 4 * sd), (out.mse, expected, sd)
+
+
+def test_oracle_mean_error_replays_its_documented_draws_with_grad_batch():
+    # call m takes integers(n, size=(R, B)) from default_rng(seed); run r's oracle is grad_batch(theta, idx[r])
+    p, A, b, l2, theta = _least_squares()
+    R, B, seed = 7, 4, 11
+    rng = np.random.default_rng(seed)
+    idx = [rng.integers(p.n, size=(R, B)) for _ in range(3)]
+    calls = np.array([[p.grad_batch(theta, idx[m][r]) for r in range(R)] for m in range(3)])  # (M, R, d)
+    out = dg.oracle_mean_error(p, theta, B, [3, 1], R, seed=seed)   # any order; results follow Ms
+    for j, M in enumerate([3, 1]):
+        err = np.sum((calls[:M].mean(axis=0) - p.grad(theta)) ** 2, axis=1)
+        assert out.mse[j] == pytest.approx(err.mean(), rel=1e-12)
+        assert out.se[j] == pytest.approx(err.std(ddof=1) / np.sqrt(R), rel=1e-10)
+
+
+def test_oracle_mean_error_on_dict_params():
+    from steplab.problems import MLP
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 3)), rng.integers(0, 2, 30)
+    mlp = MLP(X, y, hidden=4, seed=0)
+    theta = mlp.init_params(seed=0)
+    pe = mlp.per_example_grads(theta)
+    G_i = np.concatenate([pe[k].reshape(30, -1) for k in sorted(pe)], axis=1)    # global norm over every array
+    g = np.concatenate([np.ravel(v) for _, v in sorted(mlp.grad(theta).items())])
+    sigma2 = np.mean(np.sum((G_i - g) ** 2, axis=1))
+    Ms, B, R = [1, 4], 5, 1000
+    out = dg.oracle_mean_error(mlp, theta, B, Ms, R, seed=0)
+    assert out.sigma2 == pytest.approx(sigma2, rel=1e-10)
+    assert out.bias2 < 1e-20
+    sd = np.sqrt([_var_of_squared_error(G_i - g, np.zeros(G_i.shape[1]), B * M) / R for M in Ms])
+    assert np.all(np.abs(out.mse - sigma2 / (B * np.array(Ms))) <= 4 * sd), (out.mse, sd)
+
+
+def test_oracle_mean_error_validates():
+    p, *_, theta = _least_squares()
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        dg.oracle_mean_error(p, theta, 0, [1], 10)
+    with pytest.raises(ValueError, match=r"n_runs must be an integer >= 2 .* got 1"):
+        dg.oracle_mean_error(p, theta, 2, [1], 1)
+    for bad in ([], [0, 1], [1.5], [[1, 2]]):
+        with pytest.raises(ValueError, match="Ms must be a non-empty 1-D sequence of positive integers"):
+            dg.oracle_mean_error(p, theta, 2, bad, 10)
+    with pytest.raises(ValueError, match="transform must be None or callable, got 3"):
+        dg.oracle_mean_error(p, theta, 2, [1], 10, transform=3)
+    with pytest.raises(ValueError, match=r"transform must return per-example gradients of shape \(40, 3\)"):
+        dg.oracle_mean_error(p, theta, 2, [1], 10, transform=lambda G: G[:5])
+    with pytest.raises(ValueError, match="needs a finite sum with n, grad and per_example_grads; Quadratic"):
+        dg.oracle_mean_error(Quadratic([1.0, 2.0]), np.zeros(2), 2, [1], 10)

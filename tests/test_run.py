@@ -473,6 +473,71 @@ def test_sgd_runs_average_of_gradient_descent_is_a_geometric_mean():
         cheap.mean("suboptimality")
 
 
+def test_sgd_runs_grad_norm2_of_gradient_descent_on_a_quadratic():
+    # no noise: grad f(theta_t) = H (theta_t - c) = Q diag(lambda (1 - eta lambda)^t) Q^T (theta_0 - c), so
+    # ||grad f(theta_t)||^2 = sum_i lambda_i^2 (1 - eta lambda_i)^(2t) z_i^2 with z = Q^T (theta_0 - c)
+    from steplab.run import sgd_runs
+
+    q, H, center = _quadratic()
+    lam, eta, T = np.array([0.5, 2.0, 4.0]), 0.3, 20
+    theta0 = np.array([2.0, 0.0, -1.0])
+    z = q.eigenvectors.T @ (theta0 - center)
+    out = sgd_runs(q, eta, T, 2, theta0=theta0, record_every=3, record_grad_norm2=True)
+    t = out.steps[:, None]
+    expected = np.sum(lam**2 * (1 - eta * lam) ** (2 * t) * z**2, axis=1)
+    np.testing.assert_allclose(out.grad_norm2, np.column_stack([expected, expected]), rtol=1e-10)
+    np.testing.assert_allclose(out.mean("grad_norm2"), expected, rtol=1e-10)
+    assert sgd_runs(q, eta, T, 2, theta0=theta0).grad_norm2 is None
+
+
+@pytest.mark.parametrize("batch_size,noise_std", [(None, 0.5), (3, 0.0), (2, 0.4)])
+def test_sgd_runs_grad_norm2_equals_norms_at_the_replayed_params(batch_size, noise_std):
+    # the draws of the first t steps do not depend on the number of steps, so a run of t steps with the
+    # same seed ends at theta_t; its full gradient is computed here by hand (H (theta - c) or the
+    # least-squares A^T (A theta - b)/n + l2 theta), not by the problem
+    from steplab.problems import make_least_squares
+    from steplab.run import sgd_runs
+
+    if batch_size is None:
+        p, H, center = _quadratic()
+        full_grad = lambda th: (th - center) @ H  # noqa: E731  (H symmetric)
+    else:
+        A, b = make_least_squares(30, 3, noise=0.5, seed=2)
+        p = LeastSquares(A, b, l2=0.1)
+        full_grad = lambda th: (th @ A.T - b) @ A / len(b) + 0.1 * th  # noqa: E731
+    R, T, seed = 5, 12, 8
+    theta0 = np.array([1.0, -1.0, 2.0])
+    kw = dict(batch_size=batch_size, noise_std=noise_std, seed=seed, theta0=theta0)
+    out = sgd_runs(p, 0.1, T, R, record_steps=[2, 5, 11], record_grad_norm2=True, **kw)
+    np.testing.assert_array_equal(out.steps, [0, 2, 5, 11, 12])
+    for j, t in enumerate(out.steps):
+        theta_t = sgd_runs(p, 0.1, int(t), R, **kw).params
+        np.testing.assert_allclose(out.grad_norm2[j], np.sum(full_grad(theta_t) ** 2, axis=1), rtol=1e-10)
+    # recording reuses the step's full gradient and draws nothing: the iterates are unchanged
+    np.testing.assert_array_equal(out.params, sgd_runs(p, 0.1, T, R, record_every=1, **kw).params)
+
+
+def test_sgd_runs_grad_norm2_noisy_quadratic_expectation():
+    # axis-aligned H, start at theta*: c_{t,i} ~ N(0, v_{t,i}) independent across i, with
+    # v_t = eta sigma^2 (1 - (1 - eta lambda)^(2t)) / (lambda (2 - eta lambda)) (see the stationary test), so
+    # E||grad f(theta_t)||^2 = sum_i lambda_i^2 v_{t,i} and one run's value has variance 2 sum_i lambda_i^4 v_{t,i}^2;
+    # the mean of R runs is within 4 of its standard deviations
+    from steplab.run import sgd_runs
+
+    lam = np.array([0.2, 1.0, 1.5])
+    q = Quadratic(lam, rotate=False, center=np.array([1.0, 0.0, -1.0]))
+    eta, sigma, R, T = 0.8, 0.7, 3000, 40
+    out = sgd_runs(q, eta, T, R, noise_std=sigma, seed=6, theta0=q.minimizer, record_steps=[5, 20],
+                   record_loss=False, record_grad_norm2=True)
+    t = out.steps[:, None]
+    v = eta * sigma**2 * (1 - (1 - eta * lam) ** (2 * t)) / (lam * (2 - eta * lam))
+    expected = np.sum(lam**2 * v, axis=1)
+    sd = np.sqrt(2 * np.sum(lam**4 * v**2, axis=1) / R)
+    measured = out.mean("grad_norm2")
+    assert measured[0] == 0.0
+    assert np.all(np.abs(measured[1:] - expected[1:]) <= 4 * sd[1:]), (measured, expected, sd)
+
+
 def test_sgd_runs_validation():
     from steplab.run import sgd_runs
 
@@ -483,6 +548,10 @@ def test_sgd_runs_validation():
         sgd_runs(q, 0.1, 5, 2, noise_std=-1.0)
     with pytest.raises(ValueError, match="average must be False, True or 'lr', got 'tail'"):
         sgd_runs(q, 0.1, 5, 2, average="tail")
+    with pytest.raises(ValueError, match="record_grad_norm2 must be True or False, got 'yes'"):
+        sgd_runs(q, 0.1, 5, 2, record_grad_norm2="yes")
+    with pytest.raises(ValueError, match="these runs recorded no 'grad_norm2'"):
+        sgd_runs(q, 0.1, 5, 2).mean("grad_norm2")
     with pytest.raises(ValueError, match="batch_size=2 needs a finite-sum problem"):
         sgd_runs(q, 0.1, 5, 2, batch_size=2)
     with pytest.raises(ValueError, match=r"theta0 must have shape \(2,\) or \(3, 2\), got shape \(4,\)"):

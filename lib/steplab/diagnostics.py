@@ -21,6 +21,8 @@ __all__ = [
     "sharpness_metric",
     "hessian",
     "minibatch_variance",
+    "OracleError",
+    "oracle_mean_error",
     "NoiseScale",
     "noise_scale",
     "noise_scale_from_norms",
@@ -299,6 +301,132 @@ def minibatch_variance(
         idx = rng.choice(n, size=b, replace=replace)
         total += float(np.sum((_flatten(problem.grad_batch(theta, idx)) - g) ** 2))
     return total / n_batches
+
+
+class OracleError(NamedTuple):
+    """What :func:`oracle_mean_error` measured, one entry per requested $M$."""
+
+    Ms: np.ndarray
+    """The numbers $M$ of oracle calls averaged, as requested."""
+    mse: np.ndarray
+    """Mean over the runs of $\\|\\bar g_M - \\nabla f(\\theta)\\|^2$."""
+    se: np.ndarray
+    """Standard error of ``mse``: the standard deviation over the runs (``ddof=1``) over $\\sqrt R$."""
+    predicted: np.ndarray
+    """The exact expectation $\\|\\beta\\|^2 + \\sigma^2/(BM)$."""
+    sigma2: float
+    """$\\sigma^2 = \\frac1n\\sum_i \\|T(\\nabla f_i) - \\overline{T}\\|^2$, the per-example variance of the oracle."""
+    bias2: float
+    """$\\|\\beta\\|^2 = \\|\\overline{T} - \\nabla f\\|^2$ (zero up to rounding without ``transform``)."""
+
+
+def oracle_mean_error(problem, theta, batch_size: int, Ms, n_runs: int, seed: int = 0, transform=None) -> OracleError:
+    r"""Monte Carlo estimate of $\mathbb{E}\,\|\bar g_M - \nabla f(\theta)\|^2$ for an average of $M$ oracle calls.
+
+    $$\bar g_M = \frac1M \sum_{m=1}^{M} g^{(m)}, \qquad
+    g^{(m)} = \frac1B \sum_{b=1}^{B} T\big(\nabla f_{i_{m,b}}(\theta)\big), \qquad
+    \mathbb{E}\,\|\bar g_M - \nabla f(\theta)\|^2 = \|\beta\|^2 + \frac{\sigma^2}{BM},$$
+
+    where the indices $i_{m,b}$ are i.i.d. uniform on $\{0, \dots, n-1\}$ (sampling with
+    replacement, inside a batch and across calls), $T$ is ``transform`` (the identity by
+    default), $\overline{T} = \frac1n\sum_i T(\nabla f_i(\theta))$,
+    $\beta = \overline{T} - \nabla f(\theta)$ and
+    $\sigma^2 = \frac1n\sum_i \|T(\nabla f_i(\theta)) - \overline{T}\|^2$. The equality holds
+    because $\bar g_M$ is the mean of $BM$ i.i.d. vectors with mean $\nabla f + \beta$ and total
+    variance $\sigma^2$. Without ``transform``, $\beta = 0$ and the oracle is the unbiased minibatch
+    gradient: $\mathbb{E}\|\bar g_M - \nabla f\|^2 = \sigma^2/(BM)$, so averaging drives the error
+    to zero; a biased oracle (clipped per-example gradients, say) levels off at $\|\beta\|^2$.
+    (Were each batch drawn without replacement, the variance term would carry the
+    finite-population factor, $\frac{\sigma^2}{BM}\frac{n-B}{n-1}$; this function does not do that.)
+
+    The runs are independent and each $\bar g_M$ is a running average, so the values for
+    different $M$ share their first calls. Draws: one ``np.random.default_rng(seed)``; call
+    $m = 1, \dots, \max M$ takes ``integers(n, size=(n_runs, batch_size))``, row $r$ being the
+    batch of run $r$. With ``transform=None``, $g^{(m)}$ of run $r$ equals
+    ``problem.grad_batch(theta, idx[r])``; it is computed from ``problem.per_example_grads(theta)``
+    evaluated once.
+
+    Args:
+        problem: a finite sum with ``n``, ``grad`` and ``per_example_grads``.
+        theta: where to measure.
+        batch_size: $B \ge 1$ (any size: the draws are with replacement).
+        Ms: a non-empty 1-D sequence of positive integers $M$.
+        n_runs: number $R \ge 2$ of independent runs averaged.
+        seed: seed of ``np.random.default_rng``.
+        transform: ``None`` or a per-example map $T$ applied to the output of
+            ``problem.per_example_grads(theta)`` (e.g.
+            ``lambda G: steplab.distributed.clip_per_example(G, 1.0)``); it must return the
+            same structure and shapes.
+
+    Returns:
+        ``OracleError(Ms, mse, se, predicted, sigma2, bias2)``.
+
+    Trouble: when the measured error stops falling like $1/M$ the oracle is biased (clipping,
+    quantization without dithering, stale gradients), and no batch size or step-size
+    schedule removes an $O(\|\beta\|)$ error in what SGD converges to.
+
+    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
+    Learning", SIAM Review 60(2), 2018, Section 5.2 (unbiased estimates and their variance).
+    """
+    for attr in ("n", "grad", "per_example_grads"):
+        if not hasattr(problem, attr):
+            raise ValueError(
+                f"oracle_mean_error needs a finite sum with n, grad and per_example_grads; "
+                f"{type(problem).__name__} has no {attr!r}"
+            )
+    n = int(problem.n)
+    b = _check_positive_int("batch_size", batch_size)
+    if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 2:
+        raise ValueError(f"n_runs must be an integer >= 2 (the standard error needs two runs), got {n_runs!r}")
+    n_runs = int(n_runs)
+    Ms_arr = np.asarray(Ms)
+    if (
+        Ms_arr.ndim != 1
+        or Ms_arr.size == 0
+        or not (np.issubdtype(Ms_arr.dtype, np.integer) and np.all(Ms_arr >= 1))
+    ):
+        raise ValueError(f"Ms must be a non-empty 1-D sequence of positive integers, got {Ms!r}")
+    if transform is not None and not callable(transform):
+        raise ValueError(f"transform must be None or callable, got {transform!r}")
+
+    g_full = _flatten(problem.grad(theta))
+    pe = problem.per_example_grads(theta)
+    shape = (n, g_full.size)
+    G_i = _flatten_examples(pe, "per_example_grads")
+    if G_i.shape != shape:
+        raise ValueError(f"per_example_grads must have {n} rows of {g_full.size} entries, got shape {G_i.shape}")
+    if transform is not None:
+        G_i = _flatten_examples(transform(pe), "the output of transform")
+        if G_i.shape != shape:
+            raise ValueError(f"transform must return per-example gradients of shape {shape}, got {G_i.shape}")
+    mean_T = G_i.mean(axis=0)
+    sigma2 = float(np.mean(np.sum((G_i - mean_T) ** 2, axis=1)))
+    bias2 = float(np.sum((mean_T - g_full) ** 2))
+
+    wanted = set(int(m) for m in Ms_arr)
+    rng = np.random.default_rng(seed)
+    sums = np.zeros((n_runs, g_full.size))
+    err = {}
+    for k in range(1, int(Ms_arr.max()) + 1):
+        idx = rng.integers(n, size=(n_runs, b))
+        sums += G_i[idx].mean(axis=1)
+        if k in wanted:
+            err[k] = np.sum((sums / k - g_full) ** 2, axis=1)
+    mse = np.array([np.mean(err[int(m)]) for m in Ms_arr])
+    se = np.array([np.std(err[int(m)], ddof=1) / np.sqrt(n_runs) for m in Ms_arr])
+    predicted = bias2 + sigma2 / (b * Ms_arr.astype(np.float64))
+    return OracleError(Ms_arr.copy(), mse, se, predicted, sigma2, bias2)
+
+
+def _flatten_examples(pe, what: str) -> np.ndarray:
+    """Per-example gradients (an array with a leading example axis, or a dict of them) as ``(m, dim)`` float64."""
+    leaves = [np.asarray(pe[k]) for k in sorted(pe)] if isinstance(pe, dict) else [np.asarray(pe)]
+    rows = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
+    if len(rows) != 1 or None in rows:
+        shapes = [leaf.shape for leaf in leaves]
+        raise ValueError(f"{what} must have one leading example axis shared by every array, got shapes {shapes}")
+    m = rows.pop()
+    return np.concatenate([leaf.reshape(m, -1) for leaf in leaves], axis=1).astype(np.float64)
 
 
 class NoiseScale(NamedTuple):

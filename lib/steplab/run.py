@@ -668,6 +668,8 @@ class Runs:
             ``average`` was requested, else ``None``.
         avg_loss, avg_dist2: $f(\bar\theta_t^{(r)})$ and $\|\bar\theta_t^{(r)} - \theta^\star\|^2$
             at the recorded steps, when ``average`` was requested.
+        grad_norm2: $\|\nabla f(\theta_t^{(r)})\|^2$ of the full gradient, shape ``(m, R)``, with
+            ``record_grad_norm2=True`` (else ``None``).
     """
 
     steps: np.ndarray
@@ -679,6 +681,7 @@ class Runs:
     average: np.ndarray | None = None
     avg_loss: np.ndarray | None = None
     avg_dist2: np.ndarray | None = None
+    grad_norm2: np.ndarray | None = None
 
     @property
     def n_runs(self) -> int:
@@ -691,18 +694,19 @@ class Runs:
         return self.loss - self.f_star
 
     def mean(self, key: str = "dist2") -> np.ndarray:
-        """The mean over runs of ``loss``, ``dist2``, ``suboptimality``, ``avg_loss``, ``avg_dist2``
-        or ``avg_suboptimality``, per recorded step: the Monte Carlo estimate of the expectation."""
+        """The mean over runs of ``loss``, ``dist2``, ``suboptimality``, ``avg_loss``, ``avg_dist2``,
+        ``avg_suboptimality`` or ``grad_norm2``, per recorded step: the Monte Carlo estimate of the
+        expectation."""
         if key == "suboptimality":
             return self.suboptimality().mean(axis=1)
         if key == "avg_suboptimality":
             if self.f_star is None or self.avg_loss is None:
                 raise ValueError("avg_suboptimality needs average, record_loss=True and a problem with f_star")
             return (self.avg_loss - self.f_star).mean(axis=1)
-        if key not in ("loss", "dist2", "avg_loss", "avg_dist2"):
+        if key not in ("loss", "dist2", "avg_loss", "avg_dist2", "grad_norm2"):
             raise ValueError(
                 f"key must be one of 'loss', 'dist2', 'suboptimality', 'avg_loss', 'avg_dist2', "
-                f"'avg_suboptimality', got {key!r}"
+                f"'avg_suboptimality', 'grad_norm2', got {key!r}"
             )
         value = getattr(self, key)
         if value is None:
@@ -738,6 +742,7 @@ def sgd_runs(
     record_every: int = 1,
     record_steps=None,
     record_loss: bool = True,
+    record_grad_norm2: bool = False,
 ) -> Runs:
     r"""$R$ independent runs of plain SGD, advanced together as one ``(R, dim)`` stack.
 
@@ -776,6 +781,11 @@ def sgd_runs(
         record_steps: explicit steps to record instead (0 and $T$ are always added).
         record_loss: evaluate $f$ at the recorded steps; ``False`` records only the distances
             (``loss`` and ``avg_loss`` are then ``None``), which costs $O(\mathrm{dim})$ per run.
+        record_grad_norm2: record $\|\nabla f(\theta_t^{(r)})\|^2$ of the full gradient at the
+            recorded steps in ``Runs.grad_norm2``, the quantity the nonconvex SGD bound controls:
+            with ``record_every=1``, ``runs.mean("grad_norm2")[:-1].mean()`` is the Monte Carlo
+            estimate of $\frac1T\sum_{t<T}\mathbb E\|\nabla f(\theta_t)\|^2$. It costs a full
+            gradient per recorded step, except without ``batch_size``, where the step reuses it.
 
     Returns:
         :class:`Runs`. No run is stopped on divergence: it shows as ``inf`` or ``nan`` in its column.
@@ -814,6 +824,8 @@ def sgd_runs(
     rec = _record_steps(steps, record_every, record_steps)
     if not isinstance(record_loss, (bool, np.bool_)):
         raise ValueError(f"record_loss must be True or False, got {record_loss!r}")
+    if not isinstance(record_grad_norm2, (bool, np.bool_)):
+        raise ValueError(f"record_grad_norm2 must be True or False, got {record_grad_norm2!r}")
 
     x0 = np.asarray(_initial_params(problem, theta0, seed), dtype=np.float64)
     if not np.all(np.isfinite(x0)):
@@ -834,12 +846,18 @@ def sgd_runs(
     dist2 = np.empty((rec.size, n_runs)) if x_star is not None else None
     avg_loss = np.empty((rec.size, n_runs)) if average and record_loss else None
     avg_dist2 = np.empty((rec.size, n_runs)) if average and x_star is not None else None
+    grad_norm2 = np.empty((rec.size, n_runs)) if record_grad_norm2 else None
     lrs = np.empty(steps)
     total = np.zeros_like(theta)
     weight = 0.0
     j = 0
 
     def record(t, j):
+        """Fill row j; return the full gradient at theta_t when it was computed, else None."""
+        g_full = None
+        if grad_norm2 is not None:
+            g_full = np.asarray(problem.grad(theta), dtype=np.float64)
+            grad_norm2[j] = np.sum(g_full**2, axis=1)
         if loss is not None:
             loss[j] = problem.value(theta)
         if dist2 is not None:
@@ -850,18 +868,20 @@ def sgd_runs(
                 avg_loss[j] = problem.value(avg)
             if avg_dist2 is not None:
                 avg_dist2[j] = np.sum((avg - x_star) ** 2, axis=1)
+        return g_full
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for t in range(steps + 1):
+            g_full = None
             if j < rec.size and rec[j] == t:
-                record(t, j)
+                g_full = record(t, j)
                 j += 1
             if t == steps:
                 break
             eta_t = float(schedule(t))
             lrs[t] = eta_t
             if batch_size is None:
-                g = np.asarray(problem.grad(theta), dtype=np.float64)
+                g = g_full if g_full is not None else np.asarray(problem.grad(theta), dtype=np.float64)
             else:
                 g = problem.grad_batches(theta, rng.integers(n, size=(n_runs, batch_size)))
             if noise_std > 0:
@@ -882,4 +902,5 @@ def sgd_runs(
         average=(total / weight if weight > 0 else theta.copy()) if average else None,
         avg_loss=avg_loss,
         avg_dist2=avg_dist2,
+        grad_norm2=grad_norm2,
     )
