@@ -204,6 +204,8 @@ def grade(course, learners=None, cell_timeout=None, sandbox=True):
         nbg = api(course, **overrides)
         submitted = os.path.join(course, "submitted")
         found = sorted(os.listdir(submitted)) if os.path.isdir(submitted) else []
+        if not found:
+            print(f"no submissions: put them at {submitted}/<learner>/<set>/<set>.ipynb")
         notes = {}
         for i, learner in enumerate(found):
             if learners and learner not in learners:
