@@ -11,12 +11,13 @@ import functools
 import gzip
 import hashlib
 import importlib.util
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .optim.base import check_bool, check_int
 
 __all__ = ["Dataset", "load_digits", "load_mnist", "read_idx", "split_iid", "split_non_iid", "MNIST_ENV"]
 
@@ -76,12 +77,6 @@ def _standardize(X_train: np.ndarray, X_val: np.ndarray) -> tuple[np.ndarray, np
     return X_train, X_val
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 # ------------------------------------------------------------------ digits
 
 
@@ -137,7 +132,7 @@ def load_digits(val_fraction: float = 0.2, seed: int = 0, standardize: bool = Tr
         scale = "standard" if standardize else "raw"
     if scale not in ("standard", "unit", "raw"):
         raise ValueError(f"scale must be 'standard', 'unit' or 'raw', got {scale!r}")
-    _check_flag("bias", bias)
+    check_bool("bias", bias)
     X, y = _digits_arrays()
     perm = np.random.default_rng(seed).permutation(len(y))
     n_val = int(round(val_fraction * len(y)))
@@ -323,12 +318,6 @@ def load_mnist(path=None, checksum: bool = True, standardize: bool = True, dtype
 # ------------------------------------------------------------------ client splits
 
 
-def _check_flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
 def _check_xy(X, y):
     X = np.asarray(X)
     y = np.asarray(y)
@@ -361,8 +350,8 @@ def split_iid(X, y, n_clients: int, seed: int = 0, return_indices: bool = False)
     decentralized data", AISTATS 2017 (the IID partition of their experiments).
     """
     X, y = _check_xy(X, y)
-    n_clients = _check_int("n_clients", n_clients, 1)
-    _check_flag("return_indices", return_indices)
+    n_clients = check_int("n_clients", n_clients, low=1)
+    check_bool("return_indices", return_indices)
     if n_clients > len(y):
         raise ValueError(f"n_clients must be <= the number of examples {len(y)}, got {n_clients}")
     perm = np.random.default_rng(seed).permutation(len(y))
@@ -396,12 +385,12 @@ def split_non_iid(
     Reference: McMahan et al., "Communication-Efficient Learning of Deep Networks from
     Decentralized Data", AISTATS 2017.
     """
-    _check_flag("return_indices", return_indices)
+    check_bool("return_indices", return_indices)
     if X is None and return_indices:
         X = np.arange(len(np.asarray(y)))
     X, y = _check_xy(X, y)
-    n_clients = _check_int("n_clients", n_clients, 1)
-    c = _check_int("classes_per_client", classes_per_client, 1)
+    n_clients = check_int("n_clients", n_clients, low=1)
+    c = check_int("classes_per_client", classes_per_client, low=1)
     classes = np.unique(y)
     C = classes.size
     if c > C:

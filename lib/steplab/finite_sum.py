@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .optim.base import check_int
 from .run import Record, _loss_threshold
 
 __all__ = [
@@ -86,9 +87,7 @@ def _check_problem(problem, need=("n", "value", "grad", "grad_batch")):
 
 
 def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(name, value, low=minimum)
 
 
 def _check_lr(lr, name="lr"):

@@ -10,40 +10,23 @@ from __future__ import annotations
 import functools
 import html
 import io
-import numbers
 from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
+
+from ..optim.base import check_bool  # noqa: F401  (the explorers import their checks from here)
+from ..optim.base import check_int as _check_int
+from ..optim.base import check_number as check_float  # noqa: F401
 
 DIVERGE_FACTOR = 1e3
 """A run counts as diverged at the first step whose loss exceeds this factor times its
 initial loss (a loss that grew a thousandfold is not coming back)."""
 
 
-def check_float(name, value, low=None, high=None, low_open=False, high_open=False) -> float:
-    """``float(value)`` after checking it is a finite real in the interval; ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    value = float(value)
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {value!r}")
-    return value
-
-
 def check_int(name, value, low=1) -> int:
-    """An integer (not a bool) ``>= low``; ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def check_bool(name, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
+    """An integer (not a bool) ``>= low``; ValueError naming it (slider counts start at 1)."""
+    return _check_int(name, value, low=low)
 
 
 def check_choice(name, value, choices) -> str:
