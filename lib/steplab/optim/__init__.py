@@ -81,6 +81,12 @@ from .schedules import (
     warmup_cosine,
     warmup_stable_decay,
 )
+from .schedule_free import (
+    ScheduleFreeState,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+    schedule_free_sgd,
+)
 from . import schedules
 
 __all__ = [name for name in dir() if not name.startswith("_")]
