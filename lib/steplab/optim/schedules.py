@@ -285,3 +285,94 @@ def one_cycle(
             final_div_factor=final_div_factor,
         ),
     )
+
+
+def inverse_power(lr: float, power: float) -> Schedule:
+    r""":math:`\eta_t = \eta / (t + 1)^p`; ``power=0.5`` is :func:`inverse_sqrt`, ``power=1`` is
+    ``inverse_time(lr, 1)``. The Robbins-Monro conditions :math:`\sum_t \eta_t = \infty`,
+    :math:`\sum_t \eta_t^2 < \infty` hold exactly when :math:`1/2 < p \le 1`.
+
+    Args:
+        lr: :math:`\eta \ge 0`.
+        power: :math:`p \ge 0`.
+
+    Reference: Robbins and Monro, *A Stochastic Approximation Method*, Ann. Math. Statist.
+    1951; Polyak and Juditsky, *Acceleration of Stochastic Approximation by Averaging*,
+    SIAM J. Control Optim. 1992 (exponents in :math:`(1/2, 1)`).
+    """
+    lr = check_nonnegative("lr", lr)
+    power = check_nonnegative("power", power)
+    return Schedule(lambda t: lr / (t + 1) ** power, _describe("inverse_power", lr=lr, power=power))
+
+
+def linear_decay(lr: float, total_steps: int, final_lr: float = 0.0) -> Schedule:
+    r""":math:`\eta_t = \eta + (\eta_{\min} - \eta) \min(t, T)/T`: a straight line from
+    :math:`\eta` at :math:`t = 0` to :math:`\eta_{\min}` at :math:`t = T`, constant after.
+
+    With :math:`\eta_{\min} = 0` the :math:`T` updates :math:`t = 0, \dots, T-1` use
+    :math:`\eta (1 - t/T)`, the schedule whose last iterate attains the minimax rate
+    :math:`DG/\sqrt{T}` for convex Lipschitz problems.
+
+    Args:
+        lr: :math:`\eta \ge 0`, the value at :math:`t = 0`.
+        total_steps: :math:`T \ge 1`.
+        final_lr: :math:`\eta_{\min} \ge 0`.
+
+    Reference: Defazio, Cutkosky, Mehta and Mishchenko, *Optimal Linear Decay Learning Rate
+    Schedules and Further Refinements*, 2023 (arXiv:2310.07831), Section 2;
+    ``torch.optim.lr_scheduler.LinearLR`` with ``end_factor = final_lr / lr``.
+    """
+    lr = check_nonnegative("lr", lr)
+    total_steps = check_int("total_steps", total_steps, low=1)
+    final_lr = check_nonnegative("final_lr", final_lr)
+    return Schedule(
+        lambda t: lr + (final_lr - lr) * min(t, total_steps) / total_steps,
+        _describe("linear_decay", lr=lr, total_steps=total_steps, final_lr=final_lr),
+    )
+
+
+def _restart_position(t: int, first_period: int, period_mult: int) -> tuple[int, int]:
+    """The step within the current period and that period's length."""
+    if period_mult == 1:
+        return t % first_period, first_period
+    period = first_period
+    while t >= period:
+        t -= period
+        period *= period_mult
+    return t, period
+
+
+def sgdr(lr: float, first_period: int, period_mult: int = 1, final_lr: float = 0.0) -> Schedule:
+    r"""Cosine annealing with warm restarts (SGDR): period :math:`i = 0, 1, \dots` lasts
+    :math:`T_i = T_0 m^i` steps; with :math:`t_{\mathrm{cur}}` the steps since the last restart,
+
+    .. math::
+
+        \eta_t = \eta_{\min} + \tfrac12(\eta - \eta_{\min})\big(1 + \cos(\pi\, t_{\mathrm{cur}} / T_i)\big),
+
+    so :math:`\eta_t` jumps back to :math:`\eta` at :math:`t = T_0, T_0 + T_1, \dots`.
+
+    Args:
+        lr: :math:`\eta \ge 0`, the value at each restart.
+        first_period: :math:`T_0 \ge 1`.
+        period_mult: :math:`m \ge 1`, an integer: each period is :math:`m` times the previous.
+        final_lr: :math:`\eta_{\min} \ge 0`, approached at the end of each period.
+
+    Reference: Loshchilov and Hutter, *SGDR: Stochastic Gradient Descent with Warm
+    Restarts*, ICLR 2017, eq. (5); ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``.
+    """
+    lr = check_nonnegative("lr", lr)
+    first_period = check_int("first_period", first_period, low=1)
+    period_mult = check_int("period_mult", period_mult, low=1)
+    final_lr = check_nonnegative("final_lr", final_lr)
+
+    def fn(t):
+        t_cur, period = _restart_position(int(t), first_period, period_mult)
+        return _cosine(lr, final_lr, t_cur / period)
+
+    return Schedule(
+        fn, _describe("sgdr", lr=lr, first_period=first_period, period_mult=period_mult, final_lr=final_lr)
+    )
+
+
+cosine_restarts = sgdr
