@@ -310,8 +310,9 @@ def linear_decay(lr: float, total_steps: int, final_lr: float = 0.0) -> Schedule
     :math:`\eta` at :math:`t = 0` to :math:`\eta_{\min}` at :math:`t = T`, constant after.
 
     With :math:`\eta_{\min} = 0` the :math:`T` updates :math:`t = 0, \dots, T-1` use
-    :math:`\eta (1 - t/T)`, the schedule whose last iterate attains the minimax rate
-    :math:`DG/\sqrt{T}` for convex Lipschitz problems.
+    :math:`\eta (1 - t/T)`, the schedule whose last iterate attains the rate
+    :math:`O(DG/\sqrt{T})` of the averaged iterate on convex :math:`G`-Lipschitz problems
+    (with :math:`\eta = D/(G\sqrt{T})`), without the :math:`\log T` factor of a constant step.
 
     Args:
         lr: :math:`\eta \ge 0`, the value at :math:`t = 0`.
