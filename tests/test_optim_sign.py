@@ -93,3 +93,17 @@ def test_scale_by_orthogonalized_only_touches_matrices():
     u, _ = optim.scale_by_orthogonalized().update(g, optim.EmptyState())
     np.testing.assert_array_equal(u["b"], g["b"])
     np.testing.assert_allclose(u["w"], optim.newton_schulz(g["w"]) * np.sqrt(2.0), rtol=1e-14)
+
+
+def test_partition_gives_each_group_its_own_optimizer():
+    params = {"w": np.ones((3, 2)), "b": np.ones(2)}
+    grads = {"w": np.full((3, 2), 2.0), "b": np.array([1.0, -1.0])}
+    opt = optim.partition({"matrix": optim.sgd(0.1), "vector": optim.signsgd(0.5)},
+                          lambda key: "matrix" if key == "w" else "vector")
+    state = opt.init(params)
+    u, state = opt.update(grads, state, params)
+    np.testing.assert_allclose(u["w"], -0.2)
+    np.testing.assert_allclose(u["b"], [-0.5, 0.5])
+    assert list(u) == list(params)
+    with pytest.raises(ValueError, match="not one of"):
+        optim.partition({"a": optim.sgd(0.1)}, lambda key: "b").init(params)

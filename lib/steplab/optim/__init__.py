@@ -68,6 +68,7 @@ from .alias import (
     rmsprop,
     sgd,
 )
+from .partition import partition
 from .sign import (
     NEWTON_SCHULZ_COEFFS,
     ScaleByLionState,
