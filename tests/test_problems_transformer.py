@@ -151,8 +151,9 @@ def test_corpus_encodes_and_decodes():
 
 def test_adam_learns_the_corpus_below_the_unigram_entropy():
     corpus = load_corpus(n_chars=6000)
-    model = TinyTransformer(corpus.tokens, vocab_size=corpus.vocab_size, context=16, d_model=32)
+    model = TinyTransformer(corpus.tokens, vocab_size=corpus.vocab_size, context=16, d_model=32, d_mlp=64)
     freq = np.bincount(corpus.tokens, minlength=corpus.vocab_size) / len(corpus.tokens)
     unigram = -np.sum(freq[freq > 0] * np.log(freq[freq > 0]))
-    hist = run.minimize(model, optim.adam(lr=3e-3), steps=300, batch_size=32, seed=0, eval_every=300)
+    theta0 = {k: v.astype(np.float32) for k, v in model.init_params().items()}
+    hist = run.minimize(model, optim.adam(lr=1e-2), steps=120, batch_size=32, seed=0, theta0=theta0, eval_every=120)
     assert hist.loss[0] > unigram > hist.loss[-1]
