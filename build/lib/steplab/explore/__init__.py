@@ -1,0 +1,29 @@
+r"""Interactive explorers: sliders wired to a pure computation, one figure redrawn in place.
+
+For each explorer NAME in ``step_size``, ``batch_size``, ``momentum``, ``adam``, ``schedule``:
+
+* ``NAME_run(**settings) -> dict``: the computation for one setting (trajectory, losses,
+  metrics, ``diverged_at`` or None, ``fp_warnings``); pure numpy, no plotting.
+* ``NAME_explorer(**initial) -> ipywidgets.VBox``: the controls, the figure (a PNG image
+  redrawn in place, no ipympl needed) and a metrics table. The returned box carries
+  ``sliders`` (name -> control: set ``.value`` to move it), ``figure``, ``image``,
+  ``metrics``, ``result`` and ``draw_count``.
+* ``NAME_static(...) -> matplotlib.figure.Figure``: a grid over a few settings, for the
+  website, which cannot run a kernel.
+
+Every callable works with no arguments; the defaults already show the point.
+"""
+
+from .adam import ADAM_DEFAULTS, adam_explorer, adam_run, adam_static
+from .batch_size import batch_size_explorer, batch_size_problem, batch_size_run, batch_size_static, noise_ball
+from .momentum import heavy_ball_optimal, heavy_ball_rate, momentum_explorer, momentum_run, momentum_static
+from .schedule import SCHEDULE_KINDS, make_schedule, schedule_explorer, schedule_run, schedule_static
+from .step_size import step_size_explorer, step_size_run, step_size_static
+
+__all__ = [
+    "step_size_run", "step_size_explorer", "step_size_static",
+    "batch_size_run", "batch_size_explorer", "batch_size_static", "batch_size_problem", "noise_ball",
+    "momentum_run", "momentum_explorer", "momentum_static", "heavy_ball_rate", "heavy_ball_optimal",
+    "adam_run", "adam_explorer", "adam_static", "ADAM_DEFAULTS",
+    "schedule_run", "schedule_explorer", "schedule_static", "make_schedule", "SCHEDULE_KINDS",
+]

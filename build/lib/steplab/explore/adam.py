@@ -1,0 +1,358 @@
+r"""Adam's pieces, one toggle each: a badly scaled quadratic and the Reddi counterexample."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import optim
+from ..problems import Quadratic, ReddiCounterexample
+from ._widget import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    first_divergence,
+    floating_point_log,
+    fmt,
+    log_axis,
+    make_explorer,
+    metrics_table,
+    new_figure,
+    set_limits,
+    status_note,
+)
+
+__all__ = ["ADAM_DEFAULTS", "adam_run", "adam_explorer", "adam_static"]
+
+PROBLEMS = ("badly_scaled", "reddi")
+ADAM_DEFAULTS = {
+    # Curvatures 1 and 1/100 along the axes: GD's step is capped by the steep axis, Adam's is not.
+    "badly_scaled": dict(eta=0.1, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction=True, amsgrad=False),
+    # The betas of Reddi et al.'s Theorem 1 for C = 3: beta1 = 0, beta2 = 1/(1 + C^2).
+    "reddi": dict(eta=0.5, beta1=0.0, beta2=0.1, eps=1e-8, bias_correction=True, amsgrad=False),
+}
+_STEPS = {"badly_scaled": 200, "reddi": 600}
+_THETA0 = np.array([-2.0, 1.5])
+_BOX = ((-2.5, 2.5), (-2.0, 2.0))
+
+
+def _scaled_problem() -> Quadratic:
+    return Quadratic([0.01, 1.0], rotate=False)
+
+
+def adam_run(
+    eta: float = 0.1,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    bias_correction: bool = True,
+    amsgrad: bool = False,
+    problem: str = "badly_scaled",
+    steps: int | None = None,
+) -> dict:
+    r"""Adam, $\theta_{t+1} = \theta_t - \eta_t\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)$, built from
+    ``steplab.optim.scale_by_adam(beta1, beta2, eps, amsgrad, bias_correction)``.
+
+    ``problem="badly_scaled"``: $f(\theta) = \tfrac12(0.01\,\theta_1^2 + \theta_2^2)$ from
+    $(-2, 1.5)$, $\eta_t = \eta$, 200 steps, beside GD with its best step $2/(L+\mu)$.
+    ``problem="reddi"``: the online problem :class:`~steplab.problems.ReddiCounterexample`
+    with $C = 3$ ($f_t(x) = 3x$ when $t \bmod 3 = 1$, else $-x$, on $[-1, 1]$; the best fixed
+    point is $-1$), $\eta_t = \eta/\sqrt t$, iterates projected onto $[-1, 1]$, 600 rounds.
+    With $\beta_1 = 0$, $\beta_2 = 1/(1 + C^2)$ Adam drifts to $+1$; AMSGrad goes to $-1$.
+
+    The effective per-coordinate step is $\eta_t / (\sqrt{\hat v_t} + \epsilon)$, with
+    $\hat v_t = v_t/(1 - \beta_2^t)$ under bias correction (else $v_t$), and $v_t$ replaced by
+    its running maximum under AMSGrad.
+
+    Args:
+        eta: $\eta > 0$.
+        beta1, beta2: in $[0, 1)$.
+        eps: $\epsilon \ge 0$.
+        bias_correction, amsgrad: the flags of ``scale_by_adam``.
+        problem: ``"badly_scaled"`` or ``"reddi"``.
+        steps: number of steps (default 200 or 600).
+
+    Returns:
+        dict with ``trajectory`` ``(T'+1, d)``, ``loss`` (the objective; for Reddi the online
+        loss $f_t(x_t)$), ``effective_step`` ``(T', d)``, and for ``badly_scaled``
+        ``gd_trajectory``, ``gd_loss``, ``final_distance``; for ``reddi`` ``average_regret``
+        $R_t/t$ and ``final_x``; plus ``diverged_at``, ``fp_warnings``.
+
+    Reference: Kingma and Ba, ICLR 2015; Reddi, Kale and Kumar, ICLR 2018, Theorem 1.
+    """
+    eta = check_float("eta", eta, low=0.0, low_open=True)
+    beta1 = check_float("beta1", beta1, low=0.0, high=1.0, high_open=True)
+    beta2 = check_float("beta2", beta2, low=0.0, high=1.0, high_open=True)
+    eps = check_float("eps", eps, low=0.0)
+    bias_correction = check_bool("bias_correction", bias_correction)
+    amsgrad = check_bool("amsgrad", amsgrad)
+    problem = check_choice("problem", problem, PROBLEMS)
+    steps = _STEPS[problem] if steps is None else check_int("steps", steps, low=1)
+    adam = optim.scale_by_adam(beta1=beta1, beta2=beta2, eps=eps, amsgrad=amsgrad, bias_correction=bias_correction)
+    out = {
+        "eta": eta, "beta1": beta1, "beta2": beta2, "eps": eps,
+        "bias_correction": bias_correction, "amsgrad": amsgrad, "problem": problem, "steps": steps,
+    }
+    hyper = dict(beta2=beta2, eps=eps, bias_correction=bias_correction, amsgrad=amsgrad)
+    with floating_point_log() as fp:
+        if problem == "badly_scaled":
+            out.update(_run_scaled(adam, eta, steps, hyper))
+        else:
+            out.update(_run_reddi(adam, eta, steps, hyper))
+    out["fp_warnings"] = fp
+    return out
+
+
+def _effective_step(state, lr, beta2, eps, bias_correction, amsgrad):
+    v = state.v_max if amsgrad else state.v
+    correction = 1.0 - beta2**state.count if bias_correction else 1.0
+    return lr / (np.sqrt(v / correction) + eps)
+
+
+def _run_scaled(adam, eta, steps, hyper):
+    problem = _scaled_problem()
+    theta = _THETA0.copy()
+    state = adam.init(theta)
+    thetas, loss, eff = [theta], [problem.value(theta)], []
+    diverged_at = None
+    for t in range(1, steps + 1):
+        u, state = adam.update(problem.grad(theta), state, theta)
+        theta = theta - eta * u
+        thetas.append(theta)
+        loss.append(problem.value(theta))
+        eff.append(_effective_step(state, eta, **hyper))
+        if first_divergence(np.array(loss[-1:]), loss[0]) is not None:
+            diverged_at = t
+            break
+    gd_eta = 2.0 / (problem.L + problem.mu)
+    gd = [_THETA0.copy()]
+    for _ in range(steps):
+        gd.append(gd[-1] - gd_eta * problem.grad(gd[-1]))
+    gd = np.array(gd)
+    thetas = np.array(thetas)
+    return {
+        "trajectory": thetas,
+        "loss": np.array(loss),
+        "effective_step": np.array(eff),
+        "gd_eta": gd_eta,
+        "gd_trajectory": gd,
+        "gd_loss": problem.value(gd),
+        "final_distance": float(np.linalg.norm(thetas[-1] - problem.minimizer)),
+        "diverged_at": diverged_at,
+    }
+
+
+def _run_reddi(adam, eta, steps, hyper):
+    problem = ReddiCounterexample(C=3.0)
+    x = problem.init_params()
+    state = adam.init(x)
+    xs, losses, eff = [x], [], []
+    for t in range(1, steps + 1):
+        lr = eta / np.sqrt(t)
+        losses.append(problem.value_at(x, t))
+        u, state = adam.update(problem.grad_at(x, t), state, x)
+        x = np.clip(x - lr * u, problem.lower, problem.upper)
+        xs.append(x)
+        eff.append(_effective_step(state, lr, **hyper))
+    xs = np.array(xs)
+    return {
+        "trajectory": xs,
+        "loss": np.array(losses),
+        "effective_step": np.array(eff),
+        "average_regret": problem.average_regret(xs[:-1]),
+        "final_x": float(xs[-1, 0]),
+        "optimum": -1.0,
+        "diverged_at": None,
+    }
+
+
+def adam_metrics(r: dict) -> list[tuple[str, str]]:
+    """The rows of the metrics table, formatted from an :func:`adam_run` result."""
+    rows = [
+        ("problem", r["problem"]),
+        ("eta, beta1, beta2, eps", f"{fmt(r['eta'])}, {fmt(r['beta1'])}, {fmt(r['beta2'])}, {fmt(r['eps'])}"),
+        ("bias correction, AMSGrad", f"{r['bias_correction']}, {r['amsgrad']}"),
+    ]
+    step = r["effective_step"][-1]
+    rows.append(("effective step eta_t/(sqrt(v_hat)+eps), last", ", ".join(fmt(s) for s in step)))
+    if r["problem"] == "reddi":
+        rows += [("final x (optimum -1)", fmt(r["final_x"])), ("average regret R_T/T", fmt(r["average_regret"][-1]))]
+    else:
+        rows += [
+            ("final distance to the optimum, Adam", fmt(r["final_distance"])),
+            ("final loss, Adam / GD with eta = 2/(L+mu)", f"{fmt(r['loss'][-1])} / {fmt(r['gd_loss'][-1])}"),
+        ]
+    return rows
+
+
+class _AdamView:
+    """Left: the path (or x_t for Reddi); middle: effective steps; right: loss (or regret)."""
+
+    def __init__(self, ax_path, ax_step, ax_loss, live=False, show_legend=True):
+        self.ax_path, self.ax_step, self.ax_loss = ax_path, ax_step, ax_loss
+        self.figure = ax_path.figure
+        self.live = live
+        self._problem = None
+        self._static = []
+        (self.path,) = ax_path.plot([], [], color="C0", marker="o", markersize=2, lw=1.1, zorder=4, label="Adam")
+        (self.gd,) = ax_path.plot([], [], color="gray", ls="--", lw=1.0, zorder=3, label="GD, 2/(L+\u03bc)")
+        (self.step1,) = ax_step.plot([], [], color="C0", label=r"coordinate 1")
+        (self.step2,) = ax_step.plot([], [], color="C1", label=r"coordinate 2")
+        log_axis(ax_step)
+        ax_step.set_xlabel("step $t$")
+        ax_step.set_ylabel(r"$\eta_t / (\sqrt{\hat v_t} + \epsilon)$")
+        (self.loss,) = ax_loss.plot([], [], color="C0", label="Adam")
+        (self.gd_loss,) = ax_loss.plot([], [], color="gray", ls="--", lw=1.0, label="GD")
+        ax_loss.set_xlabel("step $t$")
+        self.show_legend = show_legend
+        self.banner = ax_path.text(0.5, 0.04, "", transform=ax_path.transAxes, ha="center", color="#b00", fontsize="small", zorder=7)
+        self.dynamic = [self.path, self.gd, self.step1, self.step2, self.loss, self.gd_loss, self.banner]
+
+    def _layout(self, problem, steps):
+        from matplotlib.ticker import ScalarFormatter
+
+        for artist in self._static:
+            artist.remove()
+        self._static = []
+        axp, axs, axl = self.ax_path, self.ax_step, self.ax_loss
+        if axp.get_legend():
+            axp.get_legend().remove()
+        if axl.get_legend():
+            axl.get_legend().remove()
+        if problem == "badly_scaled":
+            xs = np.linspace(*_BOX[0], 120)
+            ys = np.linspace(*_BOX[1], 100)
+            xx, yy = np.meshgrid(xs, ys)
+            zz = 0.5 * (0.01 * xx**2 + yy**2)
+            self._static.append(axp.contour(xx, yy, zz, levels=np.geomspace(1e-3, zz.max(), 12), cmap="viridis", linewidths=0.7))
+            self._static += axp.plot(0.0, 0.0, marker="*", markersize=12, color="black", linestyle="none", zorder=5)
+            axp.set_xlim(_BOX[0])
+            axp.set_ylim(_BOX[1])
+            axp.set_xlabel(r"$\theta_1$ (curvature 0.01)")
+            axp.set_ylabel(r"$\theta_2$ (curvature 1)")
+            axp.set_aspect("equal")
+            log_axis(axl)
+            axl.set_ylabel("loss")
+            axl.set_ylim(1e-8, 1e2)
+            self.path.set_marker("o")
+            self.step2.set_visible(True)
+            self.gd.set_visible(True)
+            self.gd_loss.set_visible(True)
+            axs.set_ylim(1e-3, 1e3)
+            if self.show_legend:
+                axp.legend(loc="upper right", fontsize="x-small")
+                axl.legend(loc="upper right", fontsize="x-small")
+        else:
+            axp.set_aspect("auto")
+            self._static.append(axp.axhline(-1.0, color="black", ls="--", lw=1.0))
+            self._static.append(axp.text(steps, -0.93, "optimum \u22121", ha="right", fontsize="small"))
+            axp.set_xlim(0, steps)
+            axp.set_ylim(-1.1, 1.1)
+            axp.set_xlabel("round $t$")
+            axp.set_ylabel("$x_t$")
+            axl.set_yscale("linear")
+            axl.yaxis.set_major_formatter(ScalarFormatter())
+            axl.set_ylabel("average regret $R_t/t$")
+            axl.set_ylim(-0.5, 1.5)
+            self._static.append(axl.axhline(0.0, color="black", lw=0.8))
+            self.path.set_marker("None")
+            self.step2.set_visible(False)
+            self.gd.set_visible(False)
+            self.gd_loss.set_visible(False)
+            axs.set_ylim(1e-3, 1e2)
+        axs.set_xlim(0, steps)
+        axl.set_xlim(0, steps)
+        self._problem = problem
+
+    def update(self, r) -> bool:
+        changed = r["problem"] != self._problem
+        if changed:
+            self._layout(r["problem"], r["steps"])
+        changed |= set_limits(self.ax_step, "x", (0, r["steps"]))
+        traj = r["trajectory"]
+        eff = r["effective_step"]
+        t = np.arange(1, eff.shape[0] + 1)
+        self.step1.set_data(t, eff[:, 0])
+        if r["problem"] == "badly_scaled":
+            self.path.set_data(traj[:, 0], traj[:, 1])
+            self.gd.set_data(r["gd_trajectory"][:, 0], r["gd_trajectory"][:, 1])
+            self.step2.set_data(t, eff[:, 1])
+            self.loss.set_data(np.arange(r["loss"].size), r["loss"])
+            self.gd_loss.set_data(np.arange(r["gd_loss"].size), r["gd_loss"])
+        else:
+            self.path.set_data(np.arange(traj.shape[0]), traj[:, 0])
+            self.loss.set_data(np.arange(1, r["average_regret"].size + 1), r["average_regret"])
+        self.banner.set_text(f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "")
+        name = ("AMSGrad" if r["amsgrad"] else "Adam") + ("" if r["bias_correction"] else ", no bias correction")
+        if not self.live:
+            if r["problem"] == "reddi":
+                self.ax_path.set_title(f"{name}, \u03b2\u2081={r['beta1']:g}, \u03b2\u2082={r['beta2']:g}: x_T = {r['final_x']:.2f}", fontsize="medium")
+            else:
+                self.ax_path.set_title(f"{name}, \u03b7={r['eta']:g}, \u03b2\u2081={r['beta1']:g}, \u03b2\u2082={r['beta2']:g}", fontsize="medium")
+            self.ax_step.set_title("effective step per coordinate", fontsize="medium")
+            self.ax_loss.set_title("average regret" if r["problem"] == "reddi" else "loss", fontsize="medium")
+        return changed
+
+    def metrics_html(self, r):
+        return metrics_table(adam_metrics(r), status_note(r))
+
+
+def adam_explorer(
+    eta: float = 0.1,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    bias_correction: bool = True,
+    amsgrad: bool = False,
+    problem: str = "badly_scaled",
+):
+    r"""Sliders for $\eta$, $\beta_1$, $\beta_2$, $\epsilon$, toggles for bias correction and
+    AMSGrad, a dropdown for the problem; see :func:`adam_run`. Choosing a problem loads its
+    defaults (:data:`ADAM_DEFAULTS`): on ``"reddi"``, Adam ends at $+1$; tick AMSGrad to see it
+    reach $-1$.
+    """
+    import ipywidgets as widgets
+
+    adam_run(eta, beta1, beta2, eps, bias_correction, amsgrad, problem, steps=1)
+    style = {"description_width": "initial"}
+    controls = {
+        "problem": widgets.Dropdown(options=list(PROBLEMS), value=problem, description="problem", style=style),
+        "eta": widgets.FloatLogSlider(value=eta, base=10, min=-3, max=0, step=0.05, description="η", style=style),
+        "eps": widgets.FloatLogSlider(value=eps, base=10, min=-10, max=0, step=0.5, description="ε", style=style),
+        "beta1": widgets.FloatSlider(value=beta1, min=0.0, max=0.99, step=0.01, description="β₁", style=style),
+        "beta2": widgets.FloatSlider(value=beta2, min=0.0, max=0.999, step=0.001, description="β₂", style=style, readout_format=".3f"),
+        "bias_correction": widgets.Checkbox(value=bias_correction, description="bias correction"),
+        "amsgrad": widgets.Checkbox(value=amsgrad, description="AMSGrad"),
+    }
+    fig, axes = new_figure((12.0, 3.7), 1, 3)
+    view = _AdamView(*axes[0], live=True)
+    view.ax_path.set_title("iterates", fontsize="medium")
+    view.ax_step.set_title("effective step per coordinate", fontsize="medium")
+    view.ax_loss.set_title("loss (badly scaled) / average regret (Reddi)", fontsize="medium")
+
+    def on_change(name, value, box):
+        if name == "problem":
+            for key, default in ADAM_DEFAULTS[value].items():
+                box.sliders[key].value = default
+
+    def compute(**values):
+        for key in ("eta", "beta1", "beta2", "eps"):
+            values[key] = round(values[key], 12)
+        return adam_run(**values)
+
+    return make_explorer(controls, compute, view, on_change=on_change)
+
+
+def adam_static():
+    """The website's view: Adam and AMSGrad on both problems (four rows)."""
+    rows = [
+        ("badly_scaled", dict(ADAM_DEFAULTS["badly_scaled"])),
+        ("badly_scaled", dict(ADAM_DEFAULTS["badly_scaled"], bias_correction=False)),
+        ("reddi", dict(ADAM_DEFAULTS["reddi"])),
+        ("reddi", dict(ADAM_DEFAULTS["reddi"], amsgrad=True)),
+    ]
+    fig, axes = new_figure((12.0, 3.3 * len(rows)), len(rows), 3)
+    for i, (problem, kw) in enumerate(rows):
+        view = _AdamView(*axes[i], show_legend=(i in (0, 2)))
+        view.update(adam_run(problem=problem, **kw))
+    return fig
