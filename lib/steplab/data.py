@@ -420,3 +420,63 @@ def split_non_iid(
         idx = np.sort(np.concatenate(parts[k]))
         out.append(idx if return_indices else (X[idx], y[idx]))
     return out
+
+
+# ------------------------------------------------------------------ character corpus
+
+__all__ += ["Corpus", "load_corpus"]
+
+_CORPUS_FILE = Path(__file__).parent / "data_files" / "lesson_text.txt"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A character corpus: ``text``, its alphabet ``vocab`` (sorted characters) and ``tokens``,
+    the text as integer ids (``vocab[tokens[i]] == text[i]``)."""
+
+    text: str
+    vocab: str
+    tokens: np.ndarray
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Integer ids of ``text``; every character must be in ``vocab``."""
+        index = {c: i for i, c in enumerate(self.vocab)}
+        missing = sorted(set(text) - set(index))
+        if missing:
+            raise ValueError(f"text has characters outside the vocabulary: {''.join(missing)!r}")
+        return np.array([index[c] for c in text], dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        """The string of integer ids ``ids``."""
+        return "".join(self.vocab[int(i)] for i in np.asarray(ids).ravel())
+
+    def split(self, val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) tokens: the first ``1 - val_fraction`` of the text, then the rest."""
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+        cut = int(round(len(self.tokens) * (1.0 - val_fraction)))
+        return self.tokens[:cut], self.tokens[cut:]
+
+
+def load_corpus(n_chars: int | None = None) -> Corpus:
+    """The course's own lesson prose as a character corpus, shipped with the package.
+
+    The markdown of the chapter 1 and 2 lessons with code, math and markup removed,
+    lowercased, restricted to letters, digits, space and ``.,:;-()'`` (45 characters) and
+    with runs of whitespace joined to one space: about 112,000 characters.
+
+    Args:
+        n_chars: keep only the first ``n_chars`` characters (default: all), at least 2.
+    """
+    text = " ".join(_CORPUS_FILE.read_text(encoding="utf-8").split())
+    if n_chars is not None:
+        text = text[: check_int("n_chars", n_chars, low=2)]
+    vocab = "".join(sorted(set(text)))
+    index = {c: i for i, c in enumerate(vocab)}
+    tokens = np.array([index[c] for c in text], dtype=np.int64)
+    tokens.setflags(write=False)
+    return Corpus(text=text, vocab=vocab, tokens=tokens)

@@ -755,3 +755,257 @@ def lr_range_test(
     if not change[j] < 0:
         raise ValueError(f"the loss never fell over {w} consecutive steps; lower lr_min (got {lr_min!r})")
     return LRRangeTest(lrs=lrs, losses=f[1:].copy(), suggested_lr=float(lrs[j + (w - 1) // 2]), history=hist)
+
+
+# ------------------------------------------------------------------ adaptive optimizers
+# Per-array views of an adaptive optimizer's updates and state, the spike alarm, and the
+# memory an optimizer's state takes. Uses only the public tree helpers of steplab.optim.
+
+__all__ += [
+    "update_rms",
+    "trust_ratio",
+    "find_adam_state",
+    "SecondMomentSummary",
+    "second_moment_summary",
+    "SpikeAlarm",
+    "spike_alarm",
+    "optimizer_state_bytes",
+    "STATE_COPIES",
+    "optimizer_state_formula",
+]
+
+
+def _per_array(fn, tree, *rest):
+    """``fn`` applied per array: a dict of results for a dict tree, one result for an array."""
+    return optim.tree_map(fn, tree, *rest)
+
+
+def update_rms(updates):
+    r"""Root mean square of the update, per array: $\mathrm{RMS}(u) = \sqrt{\frac1n\sum_i u_i^2}$.
+
+    Args:
+        updates: the update $u_t = \theta_{t+1} - \theta_t$ (an ndarray or a dict of them).
+
+    Returns:
+        A float, or a dict ``{key: float}``.
+
+    Trouble: Adam's update per coordinate is $\eta\,\hat m/(\sqrt{\hat v}+\epsilon)$; with
+    noisy gradients $|\hat m| < \sqrt{\hat v}$ and the RMS sits below $\eta$ (often
+    $0.2\eta$ to $0.5\eta$). An RMS above $\eta$ means $\hat v$ is too small for the current
+    gradient, the precursor of a loss spike (see :func:`spike_alarm`). An RMS far below
+    $\eta$ for an array means $\epsilon$ dominates its denominator.
+    """
+    def one(u):
+        u = np.asarray(u)
+        return float(np.sqrt(np.mean(np.square(u)))) if u.size else 0.0
+
+    return _per_array(one, updates)
+
+
+def trust_ratio(direction, params, trust_coefficient: float = 1.0, eps: float = 0.0):
+    r"""The layerwise trust ratio per array, $r = \kappa\|\theta\|_2 / (\|d\|_2 + \epsilon)$ (1 when a norm is 0).
+
+    The factor LARS ($d$ = gradient plus weight decay) and LAMB ($d$ = Adam's direction plus
+    weight decay) multiply each array's step by, the convention of
+    :func:`steplab.optim.scale_by_trust_ratio`.
+
+    Args:
+        direction: the per-array direction $d$ before the trust ratio.
+        params: the parameters $\theta$.
+        trust_coefficient: $\kappa \ge 0$.
+        eps: $\epsilon \ge 0$.
+
+    Returns:
+        A float, or a dict ``{key: float}``.
+
+    Trouble: ratios that differ by orders of magnitude across arrays are what a single
+    global learning rate cannot serve; a ratio that collapses toward 0 for one array means
+    its direction has grown far beyond its weights (a gradient blow-up in that layer).
+    """
+    trust_coefficient = optim.check_nonnegative("trust_coefficient", trust_coefficient)
+    eps = optim.check_nonnegative("eps", eps)
+    optim.check_tree_match(direction, params, name="direction")
+
+    def one(d, p):
+        pn, dn = float(np.linalg.norm(np.ravel(p))), float(np.linalg.norm(np.ravel(d)))
+        return 1.0 if pn == 0.0 or dn == 0.0 else trust_coefficient * pn / (dn + eps)
+
+    return _per_array(one, direction, params)
+
+
+def find_adam_state(state):
+    """The :class:`steplab.optim.ScaleByAdamState` inside an optimizer state (a chain's nested
+    tuples), or ``None`` when the optimizer keeps no Adam moments (SGD, Adafactor)."""
+    if isinstance(state, optim.ScaleByAdamState):
+        return state
+    if isinstance(state, tuple):
+        for sub in state:
+            found = find_adam_state(sub)
+            if found is not None:
+                return found
+    return None
+
+
+class SecondMomentSummary(NamedTuple):
+    r"""Summary of $\sqrt{\hat v}$ for one array: ``min``, ``median``, ``max``, and
+    ``eps_fraction``, the fraction of coordinates with $\sqrt{\hat v_i} < \epsilon$ (where
+    $\epsilon$ is more than half of the denominator $\sqrt{\hat v_i} + \epsilon$)."""
+
+    min: float
+    median: float
+    max: float
+    eps_fraction: float
+
+
+def second_moment_summary(v_hat, eps: float = 1e-8):
+    r"""Summarize the second moment $\hat v$ of Adam-type optimizers per array.
+
+    Adam divides by $\sqrt{\hat v_i} + \epsilon$; $\sqrt{\hat v_i}$ is the coordinate's
+    gradient scale (an RMS over about $1/(1-\beta_2)$ steps), in gradient units.
+
+    Args:
+        v_hat: the bias-corrected second moment, $v_t / (1 - \beta_2^t)$ (read ``v`` and
+            ``count`` from :func:`find_adam_state`), an ndarray or a dict; entries >= 0.
+        eps: the optimizer's $\epsilon \ge 0$.
+
+    Returns:
+        A :class:`SecondMomentSummary`, or a dict of them.
+
+    Trouble: ``eps_fraction`` near 1 means those coordinates do SGD with momentum at step
+    $\eta/\epsilon$ rather than Adam; a ``min`` that falls over a quiet stretch by orders of
+    magnitude is the first half of the loss-spike mechanism (a later large gradient then
+    meets a tiny denominator).
+    """
+    eps = optim.check_nonnegative("eps", eps)
+
+    def one(v):
+        v = np.asarray(v, dtype=np.float64)
+        if np.any(~(v >= 0)):
+            raise ValueError(f"v_hat must be >= 0 everywhere, got min {np.min(v)}")
+        r = np.sqrt(v)
+        return SecondMomentSummary(float(r.min()), float(np.median(r)), float(r.max()), float(np.mean(r < eps)))
+
+    return _per_array(one, v_hat)
+
+
+class SpikeAlarm(NamedTuple):
+    """``ratio``: update RMS over learning rate per step; ``steps``: the steps where it exceeds
+    the threshold; ``first``: the first of them, or ``None``."""
+
+    ratio: np.ndarray
+    steps: np.ndarray
+    first: int | None
+
+
+def spike_alarm(update_rms_series, lr, threshold: float = 1.0) -> SpikeAlarm:
+    r"""Flag the steps whose update RMS exceeds ``threshold`` times the learning rate.
+
+    Adam's per-coordinate update is $\eta\,\hat m_i/(\sqrt{\hat v_i}+\epsilon)$, and while the
+    gradient's scale is steady $|\hat m_i| \lesssim \sqrt{\hat v_i}$, so $\mathrm{RMS}(u) \le \eta$.
+    After a quiet stretch $v$ has decayed; a gradient $g$ far above $\sqrt{v}$ then gives, at
+    that first step, $\hat m_i/\sqrt{\hat v_i} \approx (1-\beta_1)\,g_i/\sqrt{(1-\beta_2)g_i^2}
+    = (1-\beta_1)/\sqrt{1-\beta_2}$ (3.16 for $\beta_1 = 0.9$, $\beta_2 = 0.999$), and the
+    steps after it stay above $\eta$ until $v$ catches up (of the order of $1/(1-\beta_2)$
+    steps; a gradient that keeps its sign makes them grow, since $m$ averages over fewer
+    steps than $v$): an update RMS above $\eta$ is the signature the alarm watches for.
+
+    Args:
+        update_rms_series: the logged update RMS per step (global or of one array), shape ``(T,)``.
+        lr: the learning rate per step, a number or an array of shape ``(T,)`` (> 0).
+        threshold: the ratio above which a step is flagged (> 0).
+
+    Returns:
+        A :class:`SpikeAlarm`.
+
+    Reference: M. Wortsman et al., "Small-scale proxies for large-scale Transformer training
+    instabilities", 2023; I. Molybog et al., "A theory on Adam instability in large-scale
+    machine learning", 2023.
+    """
+    threshold = optim.check_positive("threshold", threshold)
+    rms = np.asarray(update_rms_series, dtype=np.float64)
+    if rms.ndim != 1:
+        raise ValueError(f"update_rms_series must be 1-D, got shape {rms.shape}")
+    lr = np.broadcast_to(np.asarray(lr, dtype=np.float64), rms.shape)
+    if np.any(~(lr > 0)):
+        raise ValueError(f"lr must be > 0 at every step, got min {np.min(lr)!r}")
+    ratio = rms / lr
+    steps = np.flatnonzero(~(ratio <= threshold))  # a NaN update is flagged too
+    return SpikeAlarm(ratio, steps, int(steps[0]) if steps.size else None)
+
+
+def _state_arrays(state):
+    if isinstance(state, np.ndarray):
+        yield state
+    elif isinstance(state, dict):
+        for v in state.values():
+            yield from _state_arrays(v)
+    elif isinstance(state, (tuple, list)):
+        for v in state:
+            yield from _state_arrays(v)
+
+
+def optimizer_state_bytes(opt, params) -> int:
+    """Bytes held in the arrays of ``opt.init(params)``: the optimizer's memory beyond the
+    parameters (step counters and learning rates, Python numbers, are not counted).
+
+    Args:
+        opt: a :class:`steplab.optim.GradientTransformation`.
+        params: the parameters (their dtype sets the state's).
+    """
+    if not isinstance(opt, optim.GradientTransformation):
+        raise ValueError(f"opt must be a steplab.optim.GradientTransformation, got {opt!r}")
+    return int(sum(a.nbytes for a in _state_arrays(opt.init(params))))
+
+
+# Full-size copies of the parameters each optimizer keeps (Adafactor and 8-bit Adam are special).
+STATE_COPIES = {"sgd": 0, "signsgd": 0, "sgd_momentum": 1, "lars": 1, "lion": 1, "muon": 1,
+                "adagrad": 1, "rmsprop": 1, "adam": 2, "adamw": 2, "lamb": 2}
+
+
+def optimizer_state_formula(optimizer: str, shapes, bytes_per_number: int = 4,
+                            min_dim_size_to_factor: int = 128, block_size: int = 2048) -> float:
+    r"""Optimizer-state memory in bytes from the parameter shapes alone.
+
+    With $P = \sum_a |a|$ parameters stored in $b$ bytes per number:
+
+    * ``STATE_COPIES[name]`` $\times P b$ for SGD (0), momentum, LARS, Lion, Muon (1), Adam,
+      AdamW, LAMB (2);
+    * ``"adafactor"`` (no momentum): a matrix $n\times m$ (its two largest axes, both at least
+      ``min_dim_size_to_factor``) keeps $n + m$ numbers, any other array all of its entries;
+      ``"adafactor_momentum"`` adds one full copy;
+    * ``"adam_8bit"``: two states of one byte per number plus one float32 scale per block of
+      ``block_size`` numbers, $2P(1 + 4/\text{block\_size})$ (``bytes_per_number`` unused).
+
+    Args:
+        optimizer: one of ``STATE_COPIES``, ``"adafactor"``, ``"adafactor_momentum"``, ``"adam_8bit"``.
+        shapes: the shapes of the parameter arrays (a dict of shapes, or a list of them).
+        bytes_per_number: bytes of one state entry (4 for float32, 8 for float64).
+        min_dim_size_to_factor: Adafactor's rule for which arrays are factored.
+        block_size: 8-bit Adam's quantization block.
+
+    Reference: N. Shazeer and M. Stern, "Adafactor", ICML 2018; T. Dettmers et al., "8-bit
+    optimizers via block-wise quantization", ICLR 2022.
+    """
+    shapes = list(shapes.values()) if isinstance(shapes, dict) else list(shapes)
+    bytes_per_number = optim.check_int("bytes_per_number", bytes_per_number, low=1)
+    min_dim_size_to_factor = optim.check_int("min_dim_size_to_factor", min_dim_size_to_factor, low=1)
+    block_size = optim.check_int("block_size", block_size, low=1)
+    sizes = [int(np.prod(s)) for s in shapes]
+    total = sum(sizes)
+    if optimizer in STATE_COPIES:
+        return float(STATE_COPIES[optimizer] * total * bytes_per_number)
+    if optimizer in ("adafactor", "adafactor_momentum"):
+        numbers = 0
+        for shape, size in zip(shapes, sizes):
+            axes = sorted(shape)
+            if len(shape) >= 2 and axes[-2] >= min_dim_size_to_factor:
+                numbers += size // axes[-1] + size // axes[-2]
+            else:
+                numbers += size
+        if optimizer == "adafactor_momentum":
+            numbers += total
+        return float(numbers * bytes_per_number)
+    if optimizer == "adam_8bit":
+        return float(2 * total * (1 + 4 / block_size))
+    known = sorted(STATE_COPIES) + ["adafactor", "adafactor_momentum", "adam_8bit"]
+    raise ValueError(f"optimizer must be one of {known}, got {optimizer!r}")

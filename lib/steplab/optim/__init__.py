@@ -68,6 +68,17 @@ from .alias import (
     rmsprop,
     sgd,
 )
+from .partition import partition
+from .sign import (
+    NEWTON_SCHULZ_COEFFS,
+    ScaleByLionState,
+    lion,
+    newton_schulz,
+    scale_by_lion,
+    scale_by_orthogonalized,
+    scale_by_sign,
+    signsgd,
+)
 from .schedules import (
     Schedule,
     constant,

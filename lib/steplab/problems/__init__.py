@@ -15,6 +15,7 @@ from .mlp import MLP
 from .quadratic import Quadratic, random_orthogonal
 from .reddi import ReddiCounterexample
 from .rosenbrock import Rosenbrock
+from .transformer import TinyTransformer
 from .synthetic import make_classification, make_least_squares
 from .wavy import Wavy
 
@@ -32,6 +33,7 @@ __all__ = [
     "Wavy",
     "ReddiCounterexample",
     "MLP",
+    "TinyTransformer",
     "make_least_squares",
     "make_classification",
 ]
