@@ -14,7 +14,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: book test lab install clean
+.PHONY: book test lab instructor-lab hooks install clean
 
 install: $(STAMP)
 
@@ -37,13 +37,30 @@ book: $(STAMP)
 test: $(STAMP)
 	pytest
 
-$(LABSTAMP): $(STAMP)
+# A learner's lab needs the course and JupyterLab only.
+$(LABSTAMP): pyproject.toml requirements/constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		-c requirements/constraints.txt -e ".[course,lab]"
 	touch $@
 
+# Jupyter refuses to run as root unless told; containers often run as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# lab/ holds the learner's settings (no instructor tools, no news or update checks, local kernel sockets).
 lab: $(LABSTAMP)
-	jupyter lab
+	@if [ -n "$(ALLOW_ROOT)" ]; then echo "Running as root: starting JupyterLab with --allow-root."; fi
+	JUPYTER_CONFIG_PATH=$(CURDIR)/lab jupyter lab $(ALLOW_ROOT)
+
+# The instructor's lab: nbgrader's formgrader and assignment tools, in the course directory.
+instructor-lab: $(STAMP) $(LABSTAMP)
+	@if [ -n "$(ALLOW_ROOT)" ]; then echo "Running as root: starting JupyterLab with --allow-root."; fi
+	cd exercises && jupyter lab $(ALLOW_ROOT)
+
+# Keep outputs out of commits: nbstripout as this clone's git filter for *.ipynb.
+hooks: $(STAMP)
+	nbstripout --install
+	@echo "nbstripout now strips outputs from notebooks as they are staged in this clone."
 
 clean:
 	rm -rf _build
