@@ -234,3 +234,20 @@ def test_adam_web_rows_are_adam_run_for_each_problem():
     fresh = explore.adam_run(problem="reddi", eta=0.5, beta1=0.0, beta2=0.1, amsgrad=True)
     _close(row["x"], fresh["trajectory"][row["t"], 0], digits=4)
     _close(row["regret"], fresh["average_regret"][np.asarray(row["tr"]) - 1], digits=4)
+
+
+def test_settings_that_same_as_merges_are_computed_once_and_keep_their_own_slider_values():
+    calls = []
+
+    def compute(kind, warmup):
+        calls.append((kind, warmup))
+        return {"v": np.array([1.0, 2.0]) * (warmup + (10 if kind == "warm" else 0))}
+
+    grid = [Slider("kind", ("flat", "warm")), Slider("warmup", (0, 5, 10))]
+    view = web_view(compute, grid, lambda base: base.mark_point(), lambda r: r, name="merge",
+                    same_as=lambda s: {**s, "warmup": 0} if s["kind"] == "flat" else s)
+    rows = view.rows
+    assert sorted(calls) == [("flat", 0), ("warm", 0), ("warm", 5), ("warm", 10)]
+    assert view.data_for(kind="flat", warmup=10) == {"kind": "flat", "warmup": 10, "v": [0.0, 0.0]}
+    assert view.data_for(kind="warm", warmup=5)["v"] == [15.0, 30.0]
+    assert len(rows) == 6

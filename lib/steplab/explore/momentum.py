@@ -8,6 +8,7 @@ from .. import optim
 from ..problems import Quadratic
 from ._widget import (
     DIVERGE_FACTOR,
+    check_bool,
     check_float,
     check_int,
     decade_limits,
@@ -113,7 +114,9 @@ def _run(problem, eta, beta, steps, start):
     return thetas[: end + 1], loss[: end + 1], diverged_at
 
 
-def momentum_run(eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps: int = 100, theta0=_THETA0) -> dict:
+def momentum_run(
+    eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps: int = 100, theta0=_THETA0, with_gd: bool = True
+) -> dict:
     r"""Heavy ball $\theta_{t+1} = \theta_t - \eta\nabla f(\theta_t) + \beta(\theta_t - \theta_{t-1})$
     on $f(\theta) = \tfrac12\theta^\top H\theta$, $H = \mathrm{diag}(1/\kappa, 1)$ ($L = 1$, so
     $\eta$ is in units of $1/L$), run with ``steplab.optim.sgd(lr=eta, momentum=beta)`` (the
@@ -125,6 +128,7 @@ def momentum_run(eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps
         kappa: condition number $\ge 1$.
         steps: number of steps $T \ge 1$.
         theta0: starting point.
+        with_gd: also run plain GD for ``gd_loss`` (None when False).
 
     Returns:
         dict with ``trajectory``, ``loss``, ``distance``, ``gd_loss`` (plain GD, the same
@@ -146,7 +150,7 @@ def momentum_run(eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps
     problem = _problem(kappa)
     with floating_point_log() as fp:
         thetas, loss, diverged_at = _run(problem, eta, beta, steps, start)
-        _, gd_loss, _ = _run(problem, eta, 0.0, steps, start)
+        gd_loss = _run(problem, eta, 0.0, steps, start)[1] if check_bool("with_gd", with_gd) else None
         distance = np.linalg.norm(thetas - problem.minimizer, axis=1)
         rate_measured = tail_rate(distance)
     rate = float(heavy_ball_rate(eta, beta, problem.eigenvalues))
@@ -411,6 +415,10 @@ def momentum_web(**grid):
         Slider("eta", values["eta"], label="η · L", initial=1.0 if 1.0 in values["eta"] else None),
         Slider("beta", values["beta"], label="β", initial=0.8 if 0.8 in values["beta"] else None),
     ]
+    def compute(eta, beta):
+        # Plain GD is drawn from one run per step size (the layout), not one per grid point.
+        return momentum_run(eta=eta, beta=beta, with_gd=False)
+
     return web_view(
-        momentum_run, sliders, lambda base: _momentum_layout(base, sliders[0].values), _momentum_columns, name="momentum", digits=4
+        compute, sliders, lambda base: _momentum_layout(base, sliders[0].values), _momentum_columns, name="momentum", digits=4
     )

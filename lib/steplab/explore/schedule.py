@@ -325,4 +325,9 @@ def schedule_web(**grid):
         Slider("warmup_steps", values["warmup_steps"], label="warmup steps", initial=20 if 20 in values["warmup_steps"] else None),
         Slider("steps", values["steps"], label="horizon T", kind="radio", initial=300 if 300 in values["steps"] else None),
     ]
-    return web_view(schedule_run, sliders, _schedule_layout, _schedule_columns, name="schedule", digits=4)
+    def same_as(setting):
+        if setting["kind"] not in _USES_WARMUP:
+            setting["warmup_steps"] = 0
+        return setting
+
+    return web_view(schedule_run, sliders, _schedule_layout, _schedule_columns, name="schedule", digits=4, same_as=same_as)

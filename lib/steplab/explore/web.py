@@ -20,6 +20,7 @@ import html
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import product
@@ -36,6 +37,26 @@ EMBED_ENV = "STEPLAB_WEB_VIEWS"
 COLORS = {"C0": "#0173b2", "C1": "#de8f05", "C2": "#029e73", "C3": "#d55e00", "gray": "#808080", "warn": "#bb0000"}
 
 MAX_BYTES = 1_000_000
+
+
+def import_altair():
+    """Altair, imported without the optional ``rfc3987_syntax`` package.
+
+    Altair validates with jsonschema, whose first import compiles some 40 lark grammars when
+    rfc3987-syntax is installed (it is, through Jupyter's dependencies): 10-14 s on the course's
+    machine, in every kernel that draws a view, against under 2 s without it. Vega-Lite specs
+    have no IRI-formatted strings for that package to check, so it is hidden from that first
+    import only and importable again afterwards.
+    """
+    if "altair" not in sys.modules and "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules:
+        sys.modules["rfc3987_syntax"] = None  # makes `import rfc3987_syntax` raise ImportError
+        try:
+            import altair  # noqa: F401
+        finally:
+            del sys.modules["rfc3987_syntax"]
+    import altair as alt
+
+    return alt
 
 
 @dataclass(frozen=True)
@@ -98,7 +119,7 @@ class Slider:
 
     def param(self):
         """The Altair parameter bound to this control."""
-        import altair as alt
+        alt = import_altair()
 
         label = self.label or self.name
         if self.kind == "range":
@@ -181,8 +202,9 @@ class WebView:
         chart: the Altair chart; ``spec`` is its Vega-Lite dict.
     """
 
-    def __init__(self, name, compute, sliders, layout, columns, digits=5, max_bytes=MAX_BYTES):
+    def __init__(self, name, compute, sliders, layout, columns, digits=5, max_bytes=MAX_BYTES, same_as=None):
         self.name = name
+        self.same_as = same_as
         self.compute = compute
         self.sliders = sliders
         self.layout = layout
@@ -200,18 +222,28 @@ class WebView:
         for values in product(*(s.values for s in self.sliders)):
             yield dict(zip(names, values))
 
-    def row(self, **setting) -> dict:
-        """The row for one setting, computed afresh (the same as the embedded one)."""
-        result = self.compute(**setting)
-        cols = self.columns(result)
+    def _columns(self, setting) -> dict:
+        cols = self.columns(self.compute(**setting))
         clash = set(cols) & set(setting)
         if clash:
             raise ValueError(f"columns must not reuse slider names, got {sorted(clash)}")
-        return {**setting, **{k: _round(v, self.digits) for k, v in cols.items()}}
+        return {k: _round(v, self.digits) for k, v in cols.items()}
+
+    def row(self, **setting) -> dict:
+        """The row for one setting, computed afresh (the same as the embedded one)."""
+        return {**setting, **self._columns(setting)}
 
     @cached_property
     def rows(self) -> list[dict]:
-        return [self.row(**s) for s in self.settings()]
+        # Settings that same_as maps to one setting (a control the others make irrelevant) share one run.
+        done: dict[str, dict] = {}
+        rows = []
+        for setting in self.settings():
+            key = json.dumps(self.same_as(dict(setting)) if self.same_as else setting, sort_keys=True)
+            if key not in done:
+                done[key] = self._columns(self.same_as(dict(setting)) if self.same_as else setting)
+            rows.append({**setting, **done[key]})
+        return rows
 
     def data_for(self, **setting) -> dict:
         """The embedded row of one setting (every slider named, values from the grid)."""
@@ -226,14 +258,14 @@ class WebView:
 
     @cached_property
     def chart(self):
-        import altair as alt
+        alt = import_altair()
 
         # One named top-level dataset, shared by every layer that draws the current row.
         selected = " && ".join(s.test() for s in self.sliders)
         base = alt.Chart(alt.NamedData(name=self.dataset)).transform_filter(selected)
         chart = self.layout(base)
+        # The rows join the spec after validation (see ``spec``): validating them is slow.
         return chart.add_params(*(s.param() for s in self.sliders)).properties(
-            datasets={self.dataset: self.rows},
             usermeta={"steplab": {"explorer": self.name, "dataset": self.dataset, "sliders": [s.name for s in self.sliders]}},
         )
 
@@ -243,7 +275,9 @@ class WebView:
 
     @cached_property
     def spec(self) -> dict:
+        """The Vega-Lite spec: the chart, validated by Altair, with the rows as a named dataset."""
         spec = self.chart.to_dict()
+        spec.setdefault("datasets", {})[self.dataset] = self.rows
         size = len(json.dumps(spec, separators=(",", ":")))
         if size > self.max_bytes:
             raise ValueError(
@@ -321,6 +355,7 @@ def web_view(
     name: str,
     digits: int = 5,
     max_bytes: int = MAX_BYTES,
+    same_as: Callable[[dict], dict] | None = None,
 ) -> WebView:
     """An explorer's web view: ``compute`` over the grid, drawn by ``layout``.
 
@@ -336,6 +371,8 @@ def web_view(
             non-finite ones become null.
         name: the explorer's name.
         max_bytes: the spec may not be larger (a ValueError says so when it is drawn).
+        same_as: optional ``same_as(setting) -> setting``: settings mapped to the same one
+            are computed once (e.g. a warmup length for a schedule without warmup).
 
     Returns:
         a :class:`WebView`; nothing is computed until its rows or chart are asked for.
@@ -350,7 +387,7 @@ def web_view(
         raise ValueError("compute, layout and columns must be callables")
     if not isinstance(digits, int) or not 2 <= digits <= 17:
         raise ValueError(f"digits must be an integer in [2, 17], got {digits!r}")
-    return WebView(name, compute, sliders, layout, columns, digits=digits, max_bytes=max_bytes)
+    return WebView(name, compute, sliders, layout, columns, digits=digits, max_bytes=max_bytes, same_as=same_as)
 
 
 # ----------------------------------------------------------------- chart pieces the explorers share
