@@ -53,3 +53,32 @@ def test_the_install_cell_does_nothing_where_steplab_imports():
     proc = subprocess.run([sys.executable, "-c", source + "\nprint(steplab.__name__)"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "steplab"
+
+
+class _Config:
+    def __init__(self):
+        self.html_theme_options = {"launch_buttons": {"notebook_interface": "jupyterlab", "thebe": False,
+                                                      "binderhub_url": "https://mybinder.org"},
+                                   "repository_url": "https://github.com/executablebooks/jupyter-book"}
+
+
+class _App:
+    pass
+
+
+def test_buttons_follow_the_setting(monkeypatch):
+    monkeypatch.delenv(launch.ENV, raising=False)
+    app, config = _App(), _Config()
+    launch.on_config_inited(app, config)
+    opts = config.html_theme_options
+    assert "binderhub_url" not in opts["launch_buttons"] and "colab_url" not in opts["launch_buttons"]
+    assert opts["use_repository_button"] is False and "repository_url" not in opts
+    assert app.env_steplab_repository is None
+    monkeypatch.setenv(launch.ENV, "https://github.com/me/course")
+    app, config = _App(), _Config()
+    launch.on_config_inited(app, config)
+    opts = config.html_theme_options
+    assert opts["repository_url"] == "https://github.com/me/course" and opts["use_repository_button"] is True
+    assert opts["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    assert opts["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
+    assert opts["launch_buttons"]["notebook_interface"] == "jupyterlab"

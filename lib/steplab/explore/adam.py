@@ -430,7 +430,9 @@ def _adam_layout(problem):
         middle = alt.layer(
             curves(base, step_fields, t="te", domain=(1e-3, 1e3), x_domain=(0, steps), title="η_t / (√v̂_t + ε)"),
         ).properties(width=250, height=200, title="effective step per coordinate")
-        return alt.hconcat(left, middle, right.properties(width=250, height=200)).resolve_scale(color="independent", strokeDash="independent")
+        # Two panels a row: three do not fit the width of a page.
+        return alt.concat(left, middle, right.properties(width=250, height=200), columns=2).resolve_scale(
+            color="independent", strokeDash="independent")
 
     return layout
 

@@ -388,7 +388,8 @@ def _batch_size_layout(base):
                t="tv", domain=(1e-3, 1e2), x_domain=(0, 150), title="gradient noise"),
         text_layer(base, "var_title"),
     ).properties(width=230, height=230)
-    return alt.hconcat(cloud, dist, var).resolve_scale(color="independent", strokeDash="independent")
+    # Two panels a row: three do not fit the width of a page.
+    return alt.concat(cloud, dist, var, columns=2).resolve_scale(color="independent", strokeDash="independent")
 
 
 def batch_size_web(**grid):

@@ -399,7 +399,8 @@ def _momentum_layout(base, etas, kappa: float = 25.0):
         heat, edge, point_layer(round(float(opt["eta"] * problem.L), 4), round(float(opt["beta"]), 4), shape=STAR, size=240),
         current,
     ).properties(width=250, height=250, title=f"rate map, κ = {kappa:g}; ★ optimum ρ = {fmt(opt['rate'])}")
-    return alt.hconcat(trajectory, loss_curves, rate_map).resolve_scale(color="independent")
+    # Two panels a row: three do not fit the width of a page.
+    return alt.concat(trajectory, loss_curves, rate_map, columns=2).resolve_scale(color="independent")
 
 
 def momentum_web(**grid):

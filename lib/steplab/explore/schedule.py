@@ -297,14 +297,14 @@ def _schedule_layout(base):
     lr = base.transform_flatten(["t", "lr"]).mark_line(color=COLORS["C0"], strokeWidth=2).encode(
         x=alt.X("t:Q", title="step t"), y=alt.Y("lr:Q", title="η_t", scale=alt.Scale(zero=True)),
     )
-    rate = alt.layer(lr, text_layer(base, "title")).properties(width=300, height=240)
+    rate = alt.layer(lr, text_layer(base, "title")).properties(width=260, height=240)
     mean = base.transform_flatten(["ts", "sub"]).transform_calculate(t="datum.ts")
     const = base.transform_flatten(["tc", "const"]).transform_calculate(t="datum.tc")
     loss = alt.layer(
         curves(mean, {"sub": ("schedule (mean of runs)", COLORS["C0"], False)}, domain=(1e-4, 1e2), title="f(θ_t) − f*", flatten=False),
         curves(const, {"const": ("constant peak lr", COLORS["gray"], True)}, domain=(1e-4, 1e2), title="f(θ_t) − f*", flatten=False),
         text_layer(base, "final_title"), text_layer(base, "note", y=240, color=COLORS["warn"]),
-    ).resolve_scale(color="independent", strokeDash="independent").properties(width=300, height=240)
+    ).resolve_scale(color="independent", strokeDash="independent").properties(width=260, height=240)
     return alt.hconcat(rate, loss).resolve_scale(color="independent")
 
 

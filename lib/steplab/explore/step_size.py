@@ -269,14 +269,14 @@ def _step_size_layout(base):
     start = flat.transform_filter("datum.t == 0").mark_point(size=60, filled=True, fill="white", stroke=COLORS["C1"], strokeWidth=1.5).encode(x="x:Q", y="y:Q")
     trajectory = alt.layer(
         contour_layer(rings, "datum.kappa == kappa", "θ₁ (curvature μ)", "θ₂ (curvature L)", box),
-        path, start, point_layer(0.0, 0.0), text_layer(base, "title"), text_layer(base, "note", y=270, color=COLORS["warn"]),
-    ).properties(width=270, height=270)
+        path, start, point_layer(0.0, 0.0), text_layer(base, "title"), text_layer(base, "note", y=250, color=COLORS["warn"]),
+    ).properties(width=250, height=250)
     bounded = base.transform_flatten(["t", "loss"]).transform_calculate(bound="datum.f0 * pow(datum.rate, 2 * datum.t)")
     loss = alt.layer(
         curves(bounded, {"loss": ("f(θ_t)", COLORS["C1"], False), "bound": ("ρ^(2t) f(θ_0)", COLORS["gray"], True)},
                domain=(1e-14, 1e4), x_domain=(0, 100), title="loss", flatten=False),
         text_layer(base, "rate_title"),
-    ).properties(width=320, height=270)
+    ).properties(width=270, height=250)
     return alt.hconcat(trajectory, loss)
 
 

@@ -456,7 +456,11 @@ def curves(base, fields: dict, t: str = "t", log: bool = True, domain=None, x_do
     y_axis = alt.Undefined
     if log:
         # Ticks and grid lines at the powers of ten only, labelled 1e-4.
-        decades = [10.0**k for k in range(math.floor(math.log10(domain[0])), math.ceil(math.log10(domain[1])) + 1)] if domain else alt.Undefined
+        decades = alt.Undefined
+        if domain:
+            lo, hi = math.floor(math.log10(domain[0])), math.ceil(math.log10(domain[1]))
+            every = 1 if hi - lo <= 10 else 2  # at most about ten labels
+            decades = [10.0**k for k in range(lo, hi + 1) if (k - lo) % every == 0]
         y_axis = alt.Axis(format="~e", values=decades)
     long = base.transform_flatten([t, *names]) if flatten else base
     return (
