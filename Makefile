@@ -14,7 +14,7 @@ export OPENBLAS_NUM_THREADS := 1
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: book test lab instructor-lab hooks install clean
+.PHONY: book test lab instructor-lab hooks install clean vendor
 
 install: $(STAMP)
 
@@ -64,6 +64,18 @@ hooks: $(STAMP)
 
 clean:
 	rm -rf _build
+
+# The Vega scripts of the explorers' web views are committed in assets/vega/ (a fresh clone
+# builds offline); this fetches the same pinned versions from the npm registry and checks them.
+VEGA_PACKAGES := vega@6.4.0 vega-lite@6.4.1 vega-embed@7.3.0
+vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(VEGA_PACKAGES) >/dev/null && \
+	for pkg in $(VEGA_PACKAGES); do \
+		name=$${pkg%@*}; mkdir -p $$name && tar xzf $$name-$${pkg#*@}.tgz -C $$name && \
+		cp $$name/package/build/$$name.min.js $(CURDIR)/assets/vega/ && \
+		cp $$name/package/LICENSE $(CURDIR)/assets/vega/LICENSE.$$name; \
+	done && rm -rf $$tmp
+	cd assets/vega && sha256sum -c SHA256SUMS
 
 # make release | grade | check NB=path: the graded problem sets (README: For instructors).
 include exercises/Makefile

@@ -2,7 +2,7 @@
 
 The site loads no widget renderer (``nb_ipywidgets_js: {}``): a live widget
 needs a kernel, so widget cells are tagged ``remove-cell`` and each explorer
-has a static view. The widget state myst-nb embeds in the page would be inert
+has a web view (book_ext/web_views.py). The widget state myst-nb embeds in the page would be inert
 JSON that can run to megabytes (figures inside Output widgets), so it is
 removed when the page is read.
 """

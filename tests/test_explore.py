@@ -298,3 +298,32 @@ def test_static_views_are_plain_figures(fn):
     assert len(fig.axes) >= 2
     assert len(plt.get_fignums()) == before
     assert any(line.get_xydata().size for ax in fig.axes for line in ax.get_lines())
+
+
+def test_warmup_linear_and_wsd_decay_fraction_shapes():
+    # Warmup 20 to the peak 0.3, then a straight line to 0 at T = 100.
+    lin = [explore.make_schedule("warmup_linear", 0.3, 20, 100)(t) for t in range(101)]
+    assert lin[10] == pytest.approx(0.15) and lin[20] == pytest.approx(0.3)
+    assert lin[60] == pytest.approx(0.15) and lin[100] == pytest.approx(0.0, abs=1e-15)
+    # WSD with decay_fraction 0.5: flat at the peak until T/2, then linear to 0.
+    wsd = explore.make_schedule("wsd", 0.3, 10, 100, decay_fraction=0.5)
+    assert wsd(49) == pytest.approx(0.3) and wsd(75) == pytest.approx(0.15) and wsd(100) == pytest.approx(0.0)
+    assert explore.make_schedule("wsd", 0.3, 10, 100)(79) == pytest.approx(0.3)  # default: the last fifth
+    with pytest.raises(ValueError, match="decay_fraction"):
+        explore.make_schedule("wsd", 0.3, 10, 100, decay_fraction=0.0)
+    with pytest.raises(ValueError, match="warmup_steps must be <= 49"):
+        explore.make_schedule("wsd", 0.3, 60, 100, decay_fraction=0.5)
+
+
+def test_schedule_explorer_horizon_and_decay_sliders():
+    w = explore.schedule_explorer(kind="wsd")
+    assert not w.sliders["decay_fraction"].disabled
+    w.sliders["steps"].value = 500
+    assert w.result["steps"] == 500 and w.result["lr"].size == 500
+    w.sliders["decay_fraction"].value = 0.5
+    assert w.result["decay_fraction"] == 0.5
+    assert w.result["lr"][249] == pytest.approx(w.result["peak_lr"]) and w.result["lr"][375] < w.result["peak_lr"]
+    w.sliders["kind"].value = "cosine"
+    assert w.sliders["decay_fraction"].disabled and w.sliders["warmup_steps"].disabled
+    # The keyword arguments of before still work.
+    assert explore.schedule_explorer("constant", 0.1, 0).result["kind"] == "constant"

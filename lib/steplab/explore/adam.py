@@ -22,7 +22,7 @@ from ._widget import (
     status_note,
 )
 
-__all__ = ["ADAM_DEFAULTS", "adam_run", "adam_explorer", "adam_static"]
+__all__ = ["ADAM_DEFAULTS", "adam_run", "adam_explorer", "adam_static", "adam_web"]
 
 PROBLEMS = ("badly_scaled", "reddi")
 ADAM_DEFAULTS = {
@@ -356,3 +356,109 @@ def adam_static():
         view = _AdamView(*axes[i], show_legend=(i in (0, 2)))
         view.update(adam_run(problem=problem, **kw))
     return fig
+
+
+ADAM_WEB_GRID = {
+    "badly_scaled": {"eta": (0.01, 0.03, 0.1, 0.3), "beta1": (0.0, 0.5, 0.9), "beta2": (0.9, 0.99, 0.999)},
+    "reddi": {"eta": (0.1, 0.5, 1.0), "beta1": (0.0, 0.5, 0.9), "beta2": (0.1, 0.5, 0.9, 0.99)},
+}
+# Points per curve: strides 3 (200 steps) and 8 (600 rounds; not a multiple of the period 3), so
+# that both charts together stay under a megabyte.
+_WEB_POINTS = {"badly_scaled": 67, "reddi": 86}
+
+
+def _adam_columns(r: dict) -> dict:
+    from .web import thin
+
+    name = ("AMSGrad" if r["amsgrad"] else "Adam") + ("" if r["bias_correction"] else ", no bias correction")
+    traj, eff = r["trajectory"], r["effective_step"]
+    points = _WEB_POINTS[r["problem"]]
+    te = thin(eff.shape[0], points)
+    cols = {"te": te + 1, "s1": eff[te, 0], "note": f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else ""}
+    if r["problem"] == "badly_scaled":
+        t = thin(traj.shape[0], points)
+        cols.update(t=t, x=traj[t, 0], y=traj[t, 1], loss=r["loss"][t], s2=eff[te, 1],
+                    title=f"{name}, η={r['eta']:g}, β₁={r['beta1']:g}, β₂={r['beta2']:g}",
+                    loss_title=f"final loss {fmt(r['loss'][-1])} (GD {fmt(r['gd_loss'][-1])})")
+    else:
+        t = thin(traj.shape[0], points)
+        tr = thin(r["average_regret"].size, points)
+        cols.update(t=t, x=traj[t, 0], tr=tr + 1, regret=r["average_regret"][tr],
+                    title=f"{name}, β₁={r['beta1']:g}, β₂={r['beta2']:g}: x_T = {r['final_x']:.2f}",
+                    loss_title=f"average regret R_T/T = {fmt(r['average_regret'][-1])}")
+    return cols
+
+
+def _adam_layout(problem):
+    def layout(base):
+        import altair as alt
+
+        from .web import COLORS, contour_layer, curves, ellipse_contours, point_layer, text_layer
+
+        steps = _STEPS[problem]
+        if problem == "badly_scaled":
+            reference = adam_run(problem=problem)
+            gd_idx = np.arange(0, steps + 1, 2)
+            gd = alt.Chart(alt.InlineData(values=[
+                {"t": int(t), "x": round(float(reference["gd_trajectory"][t, 0]), 5), "y": round(float(reference["gd_trajectory"][t, 1]), 5),
+                 "gd": float(f"{reference['gd_loss'][t]:.5g}")} for t in gd_idx]))
+            box = _BOX
+            xy = dict(x=alt.X("x:Q", scale=alt.Scale(domain=list(box[0]))), y=alt.Y("y:Q", scale=alt.Scale(domain=list(box[1]))))
+            zmax = 0.5 * (0.01 * 2.5**2 + 2.0**2)
+            rings = ellipse_contours(np.diag([0.01, 1.0]), levels=np.geomspace(1e-3, zmax, 12))
+            path = base.transform_flatten(["t", "x", "y"]).mark_line(
+                color=COLORS["C0"], point=alt.OverlayMarkDef(size=8, color=COLORS["C0"]), strokeWidth=1.1, clip=True).encode(order="t:Q", **xy)
+            gd_path = gd.mark_line(color=COLORS["gray"], strokeDash=[4, 3], strokeWidth=1.0, clip=True).encode(order="t:Q", **xy)
+            left = alt.layer(contour_layer(rings, None, "θ₁ (curvature 0.01)", "θ₂ (curvature 1)", box), gd_path, path,
+                             point_layer(0.0, 0.0), text_layer(base, "title"), text_layer(base, "note", y=200, color=COLORS["warn"]))
+            left = left.properties(width=250, height=200)
+            right = alt.layer(
+                curves(base, {"loss": ("Adam", COLORS["C0"], False)}, domain=(1e-8, 1e2), x_domain=(0, steps), title="loss"),
+                curves(gd, {"gd": ("GD, 2/(L+μ)", COLORS["gray"], True)}, domain=(1e-8, 1e2), x_domain=(0, steps), title="loss", flatten=False),
+                text_layer(base, "loss_title"),
+            ).resolve_scale(color="independent", strokeDash="independent")
+            step_fields = {"s1": ("coordinate 1", COLORS["C0"], False), "s2": ("coordinate 2", COLORS["C1"], False)}
+        else:
+            xt = base.transform_flatten(["t", "x"]).mark_line(color=COLORS["C0"], strokeWidth=1.2).encode(
+                x=alt.X("t:Q", title="round t", scale=alt.Scale(domain=[0, steps])),
+                y=alt.Y("x:Q", title="x_t", scale=alt.Scale(domain=[-1.1, 1.1])))
+            optimum = alt.Chart(alt.InlineData(values=[{"y": -1.0}])).mark_rule(color="black", strokeDash=[4, 3]).encode(y="y:Q")
+            left = alt.layer(optimum, xt, text_layer(base, "title")).properties(width=250, height=200)
+            regret = base.transform_flatten(["tr", "regret"]).mark_line(color=COLORS["C0"], strokeWidth=1.6, clip=True).encode(
+                x=alt.X("tr:Q", title="round t", scale=alt.Scale(domain=[0, steps])),
+                y=alt.Y("regret:Q", title="average regret R_t/t", scale=alt.Scale(domain=[-0.5, 1.5])))
+            zero = alt.Chart(alt.InlineData(values=[{"y": 0.0}])).mark_rule(color="black", strokeWidth=0.8).encode(y="y:Q")
+            right = alt.layer(zero, regret, text_layer(base, "loss_title"))
+            step_fields = {"s1": ("coordinate 1", COLORS["C0"], False)}
+        middle = alt.layer(
+            curves(base, step_fields, t="te", domain=(1e-3, 1e3), x_domain=(0, steps), title="η_t / (√v̂_t + ε)"),
+        ).properties(width=250, height=200, title="effective step per coordinate")
+        # Two panels a row: three do not fit the width of a page.
+        return alt.concat(left, middle, right.properties(width=250, height=200), columns=2).resolve_scale(
+            color="independent", strokeDash="independent")
+
+    return layout
+
+
+def adam_web(problem: str | None = None):
+    """The website's live view: sliders for $\\eta$, $\\beta_1$, $\\beta_2$ and toggles for bias
+    correction and AMSGrad over :data:`ADAM_WEB_GRID` (eps fixed at 1e-8), one chart per
+    problem (both when ``problem`` is None); curves at every third step (badly scaled) or eighth round (Reddi)."""
+    from .web import Slider, group, web_view
+
+    if problem is None:
+        return group(adam_web("badly_scaled"), adam_web("reddi"))
+    problem = check_choice("problem", problem, PROBLEMS)
+    values, defaults = ADAM_WEB_GRID[problem], ADAM_DEFAULTS[problem]
+    sliders = [
+        Slider("eta", values["eta"], label="η", kind="radio", initial=defaults["eta"]),
+        Slider("beta1", values["beta1"], label="β₁", kind="radio", initial=defaults["beta1"]),
+        Slider("beta2", values["beta2"], label="β₂", kind="radio", initial=defaults["beta2"]),
+        Slider("bias_correction", (False, True), label="bias correction", initial=True),
+        Slider("amsgrad", (False, True), label="AMSGrad", initial=False),
+    ]
+
+    def compute(**setting):
+        return adam_run(problem=problem, **setting)
+
+    return web_view(compute, sliders, _adam_layout(problem), _adam_columns, name=f"adam_{problem}", digits=4)

@@ -22,7 +22,7 @@ from ._widget import (
     status_note,
 )
 
-__all__ = ["batch_size_problem", "noise_ball", "batch_size_run", "batch_size_explorer", "batch_size_static"]
+__all__ = ["batch_size_problem", "noise_ball", "batch_size_run", "batch_size_explorer", "batch_size_static", "batch_size_web"]
 
 _OFFSET = np.array([-2.0, 2.0])
 _HALF_BOX = 3.0
@@ -319,3 +319,91 @@ def batch_size_static(settings=((0.3, 1), (0.3, 16), (0.8, 1))):
         view = _BatchSizeView(*axes[i], show_legend=(i == 0))
         view.update(batch_size_run(eta=s[0], batch_size=s[1]))
     return fig
+
+
+BATCH_SIZE_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 11) * 0.1, 2).tolist()), "batch_size": BATCH_SIZES}
+_WEB_PATHS = 6
+_WEB_POINTS = 51
+
+
+def _batch_size_columns(r: dict) -> dict:
+    from .web import thin
+
+    paths = r["trajectories"][:_WEB_PATHS]
+    idx = thin(paths.shape[1], _WEB_POINTS)
+    tv = thin(r["noise"].size, _WEB_POINTS)
+    ball = _ellipse(r["ball"], r["minimizer"], points=41) if r["ball"] is not None else np.empty((2, 0))
+    return {
+        "pr": np.repeat(np.arange(paths.shape[0]), idx.size),
+        "pt": np.tile(idx, paths.shape[0]),
+        "px": paths[:, idx, 0].ravel(),
+        "py": paths[:, idx, 1].ravel(),
+        "fx": r["trajectories"][:, -1, 0],
+        "fy": r["trajectories"][:, -1, 1],
+        "bi": np.arange(ball.shape[1]),
+        "bx": ball[0],
+        "by": ball[1],
+        "td": idx,
+        "dist": r["distance2"].mean(axis=0)[idx],
+        "level": np.full(idx.size, r["ball_predicted"]) if r["ball"] is not None else np.full(idx.size, np.nan),
+        "tv": tv,
+        "noise": r["noise"][tv],
+        "theory": (r["sigma2"] / r["batch_size"])[tv],
+        "title": f"η = {r['eta']:g}, B = {r['batch_size']}",
+        "ball_title": f"ball: measured {fmt(r['ball_measured'], 3)}, theory {fmt(r['ball_predicted'], 3)}",
+        "var_title": f"variance / σ² = {fmt(r['variance_ratio'], 3)} (1/B = {fmt(1 / r['batch_size'], 3)})",
+        "note": f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "",
+    }
+
+
+def _batch_size_layout(base):
+    import altair as alt
+
+    from .web import COLORS, contour_layer, curves, ellipse_contours, point_layer, text_layer
+
+    problem = batch_size_problem()
+    star = problem.minimizer
+    box = ((star[0] - _HALF_BOX, star[0] + _HALF_BOX), (star[1] - _HALF_BOX, star[1] + _HALF_BOX))
+    H = problem.A.T @ problem.A / problem.n
+    zmax = 0.5 * float(np.array([_HALF_BOX, _HALF_BOX]) @ H @ np.array([_HALF_BOX, _HALF_BOX]))
+    rings = ellipse_contours(H, star, levels=np.geomspace(0.01, zmax, 10))
+    xy = dict(x=alt.X("x:Q", scale=alt.Scale(domain=list(box[0]))), y=alt.Y("y:Q", scale=alt.Scale(domain=list(box[1]))))
+    paths = base.transform_flatten(["pr", "pt", "px", "py"]).transform_calculate(x="datum.px", y="datum.py").mark_line(
+        color=COLORS["C0"], strokeWidth=0.7, opacity=0.35, clip=True).encode(detail="pr:N", order="pt:Q", **xy)
+    final = base.transform_flatten(["fx", "fy"]).transform_calculate(x="datum.fx", y="datum.fy").mark_circle(
+        size=14, color=COLORS["C3"], opacity=0.9, clip=True).encode(**xy)
+    ball = base.transform_flatten(["bi", "bx", "by"]).transform_calculate(x="datum.bx", y="datum.by").mark_line(
+        color="black", strokeWidth=1.5, clip=True).encode(order="bi:Q", **xy)
+    cloud = alt.layer(
+        contour_layer(rings, None, "θ₁", "θ₂", box), paths, final, ball, point_layer(float(star[0]), float(star[1])),
+        text_layer(base, "title"), text_layer(base, "note", y=230, color=COLORS["warn"]),
+    ).properties(width=230, height=230)
+    dist = alt.layer(
+        curves(base, {"dist": ("mean over runs", COLORS["C0"], False), "level": ("theory tr C∞", "black", True)},
+               t="td", domain=(1e-4, 1e2), x_domain=(0, 150), title="‖θ_t − θ*‖²"),
+        text_layer(base, "ball_title"),
+    ).properties(width=230, height=230)
+    var = alt.layer(
+        curves(base, {"noise": ("measured ‖g_t − ∇f‖²", COLORS["C3"], False), "theory": ("σ²(θ_t)/B", "black", True)},
+               t="tv", domain=(1e-3, 1e2), x_domain=(0, 150), title="gradient noise"),
+        text_layer(base, "var_title"),
+    ).properties(width=230, height=230)
+    # Two panels a row: three do not fit the width of a page.
+    return alt.concat(cloud, dist, var, columns=2).resolve_scale(color="independent", strokeDash="independent")
+
+
+def batch_size_web(**grid):
+    """The website's live view: the explorer's sliders over :data:`BATCH_SIZE_WEB_GRID`
+    (10 step sizes 0.1-1.0, the 7 batch sizes 1-64); six of the 40 runs drawn as paths, every
+    third step, curves at 51 points.
+
+    ``grid`` may replace either slider's values (``eta=...``, ``batch_size=...``).
+    """
+    from .web import Slider, web_view
+
+    values = {**BATCH_SIZE_WEB_GRID, **grid}
+    sliders = [
+        Slider("eta", values["eta"], label="η", initial=0.3 if 0.3 in values["eta"] else None),
+        Slider("batch_size", values["batch_size"], label="batch size B", kind="radio"),
+    ]
+    return web_view(batch_size_run, sliders, _batch_size_layout, _batch_size_columns, name="batch_size", digits=4)

@@ -8,6 +8,7 @@ from .. import optim
 from ..problems import Quadratic
 from ._widget import (
     DIVERGE_FACTOR,
+    check_bool,
     check_float,
     check_int,
     decade_limits,
@@ -23,7 +24,7 @@ from ._widget import (
     tail_rate,
 )
 
-__all__ = ["heavy_ball_rate", "heavy_ball_optimal", "momentum_run", "momentum_explorer", "momentum_static"]
+__all__ = ["heavy_ball_rate", "heavy_ball_optimal", "momentum_run", "momentum_explorer", "momentum_static", "momentum_web"]
 
 _THETA0 = (-2.0, 1.0)
 _BOX = (-2.5, 2.5)
@@ -113,7 +114,9 @@ def _run(problem, eta, beta, steps, start):
     return thetas[: end + 1], loss[: end + 1], diverged_at
 
 
-def momentum_run(eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps: int = 100, theta0=_THETA0) -> dict:
+def momentum_run(
+    eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps: int = 100, theta0=_THETA0, with_gd: bool = True
+) -> dict:
     r"""Heavy ball $\theta_{t+1} = \theta_t - \eta\nabla f(\theta_t) + \beta(\theta_t - \theta_{t-1})$
     on $f(\theta) = \tfrac12\theta^\top H\theta$, $H = \mathrm{diag}(1/\kappa, 1)$ ($L = 1$, so
     $\eta$ is in units of $1/L$), run with ``steplab.optim.sgd(lr=eta, momentum=beta)`` (the
@@ -125,6 +128,7 @@ def momentum_run(eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps
         kappa: condition number $\ge 1$.
         steps: number of steps $T \ge 1$.
         theta0: starting point.
+        with_gd: also run plain GD for ``gd_loss`` (None when False).
 
     Returns:
         dict with ``trajectory``, ``loss``, ``distance``, ``gd_loss`` (plain GD, the same
@@ -146,7 +150,7 @@ def momentum_run(eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps
     problem = _problem(kappa)
     with floating_point_log() as fp:
         thetas, loss, diverged_at = _run(problem, eta, beta, steps, start)
-        _, gd_loss, _ = _run(problem, eta, 0.0, steps, start)
+        gd_loss = _run(problem, eta, 0.0, steps, start)[1] if check_bool("with_gd", with_gd) else None
         distance = np.linalg.norm(thetas - problem.minimizer, axis=1)
         rate_measured = tail_rate(distance)
     rate = float(heavy_ball_rate(eta, beta, problem.eigenvalues))
@@ -325,3 +329,97 @@ def momentum_static(settings=((1.0, 0.0), (1.0, 0.8), "optimal"), kappa: float =
         view = _MomentumView(*axes[i], show_legend=(i == 0))
         view.update(momentum_run(eta=eta, beta=beta, kappa=kappa))
     return fig
+
+
+MOMENTUM_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 17) * 0.25, 2).tolist()), "beta": tuple(np.round(np.arange(20) * 0.05, 2).tolist())}
+
+
+def _momentum_columns(r: dict) -> dict:
+    return {
+        "t": np.arange(r["loss"].size),
+        "x": r["trajectory"][:, 0],
+        "y": r["trajectory"][:, 1],
+        "loss": r["loss"],
+        "title": f"η = {r['eta'] * r['L']:.2f}/L, β = {r['beta']:.2f}",
+        "rate_title": f"rate ρ = {fmt(r['rate_theory'])} (GD {fmt(r['rate_gd'])})",
+        "note": f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "",
+    }
+
+
+def _momentum_layout(base, etas, kappa: float = 25.0):
+    import altair as alt
+
+    from .web import COLORS, STAR, contour_layer, curves, ellipse_contours, point_layer, text_layer
+
+    problem = _problem(kappa)
+    box = (_BOX, _BOX)
+    zmax = 0.5 * (_BOX[1] ** 2 / kappa + _BOX[1] ** 2)
+    rings = ellipse_contours(np.diag(problem.eigenvalues), levels=np.geomspace(zmax / 400, zmax, 12))
+    flat = base.transform_flatten(["t", "x", "y"])
+    path = flat.mark_line(color=COLORS["C2"], point=alt.OverlayMarkDef(size=10, color=COLORS["C2"]), strokeWidth=1.1, clip=True).encode(
+        x=alt.X("x:Q", scale=alt.Scale(domain=list(_BOX))), y=alt.Y("y:Q", scale=alt.Scale(domain=list(_BOX))), order="t:Q"
+    )
+    trajectory = alt.layer(
+        contour_layer(rings, None, "θ₁ (curvature μ)", "θ₂ (curvature L)", box), path, point_layer(0.0, 0.0),
+        text_layer(base, "title"), text_layer(base, "note", y=250, color=COLORS["warn"]),
+    ).properties(width=250, height=250)
+    # Plain GD depends on eta only: one row per step size, not one per grid point.
+    gd_rows = []
+    for eta in etas:
+        gd_loss = momentum_run(eta=eta, beta=0.0, kappa=kappa)["loss"]
+        gd_rows.append({"eta": eta, "t": list(range(gd_loss.size)), "gd": [float(f"{v:.4g}") for v in gd_loss]})
+    step = (etas[-1] - etas[0]) / max(len(etas) - 1, 1)
+    gd = alt.Chart(alt.InlineData(values=gd_rows)).transform_filter(f"abs(datum.eta - eta) < {0.5 * step!r}")
+    loss_curves = alt.layer(
+        curves(base, {"loss": ("heavy ball", COLORS["C2"], False)}, domain=(1e-14, 1e4), x_domain=(0, 100), title="loss"),
+        curves(gd, {"gd": ("GD, same η", COLORS["gray"], True)}, domain=(1e-14, 1e4), x_domain=(0, 100), title="loss"),
+        text_layer(base, "rate_title"),
+    ).resolve_scale(color="independent", strokeDash="independent").properties(width=250, height=250)
+    # The exact rate over (eta, beta), cells centred on a 42 x 40 grid, gray where rho >= 1.
+    de, db = _ETA_MAX / 42, 1.0 / 40
+    etas, betas = (np.arange(42) + 0.5) * de, (np.arange(40) + 0.5) * db
+    rho = heavy_ball_rate(etas[None, :] / problem.L, betas[:, None], problem.eigenvalues)
+    cells = [
+        {"e": round(float(e - de / 2), 4), "e2": round(float(e + de / 2), 4), "b": round(float(b - db / 2), 4),
+         "b2": round(float(b + db / 2), 4), "rho": round(float(rho[j, i]), 4)}
+        for j, b in enumerate(betas) for i, e in enumerate(etas)
+    ]
+    opt = heavy_ball_optimal(problem.L, problem.mu)
+    rate_scale = alt.Scale(scheme="viridis", domain=[round(float(opt["rate"]), 4), 1.0], clamp=True)
+    heat = alt.Chart(alt.InlineData(values=cells)).mark_rect().encode(
+        x=alt.X("e:Q", title="η L", scale=alt.Scale(domain=[0, _ETA_MAX], nice=False)), x2="e2:Q",
+        y=alt.Y("b:Q", title="β", scale=alt.Scale(domain=[0, 1], nice=False)), y2="b2:Q",
+        color=alt.condition("datum.rho >= 1", alt.value("#cccccc"), alt.Color("rho:Q", scale=rate_scale, title="rate ρ (gray: ρ ≥ 1)")),
+    )
+    edge = alt.Chart(alt.InlineData(values=[{"e": 2.0, "b": 0.0}, {"e": 2.0 * 1.999, "b": 0.999}])).mark_line(
+        color="white", strokeDash=[5, 3], strokeWidth=1.5).encode(x="e:Q", y="b:Q")
+    current = base.mark_point(size=110, filled=True, fill=COLORS["C1"], stroke="white", strokeWidth=1.2, opacity=1).encode(
+        x="eta:Q", y="beta:Q")
+    rate_map = alt.layer(
+        heat, edge, point_layer(round(float(opt["eta"] * problem.L), 4), round(float(opt["beta"]), 4), shape=STAR, size=240),
+        current,
+    ).properties(width=250, height=250, title=f"rate map, κ = {kappa:g}; ★ optimum ρ = {fmt(opt['rate'])}")
+    # Two panels a row: three do not fit the width of a page.
+    return alt.concat(trajectory, loss_curves, rate_map, columns=2).resolve_scale(color="independent")
+
+
+def momentum_web(**grid):
+    """The website's live view: the explorer's sliders over :data:`MOMENTUM_WEB_GRID`
+    (16 step sizes 0.25-4.0 in units of 1/L, 20 momenta 0-0.95) on the kappa = 25 quadratic.
+
+    ``grid`` may replace either slider's values (``eta=...``, ``beta=...``).
+    """
+    from .web import Slider, web_view
+
+    values = {**MOMENTUM_WEB_GRID, **grid}
+    sliders = [
+        Slider("eta", values["eta"], label="η · L", initial=1.0 if 1.0 in values["eta"] else None),
+        Slider("beta", values["beta"], label="β", initial=0.8 if 0.8 in values["beta"] else None),
+    ]
+    def compute(eta, beta):
+        # Plain GD is drawn from one run per step size (the layout), not one per grid point.
+        return momentum_run(eta=eta, beta=beta, with_gd=False)
+
+    return web_view(
+        compute, sliders, lambda base: _momentum_layout(base, sliders[0].values), _momentum_columns, name="momentum", digits=4
+    )

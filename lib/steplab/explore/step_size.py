@@ -22,7 +22,7 @@ from ._widget import (
     tail_rate,
 )
 
-__all__ = ["step_size_run", "step_size_explorer", "step_size_static"]
+__all__ = ["step_size_run", "step_size_explorer", "step_size_static", "step_size_web"]
 
 _THETA0 = (-2.0, 1.0)
 _BOX = (-2.5, 2.5)
@@ -231,3 +231,67 @@ def step_size_static(etas=(0.5, 1.9, 2.0, 2.1), kappa: float = 10.0):
         view = _StepSizeView(axes[0, j], axes[1, j], show_legend=(j == 0))
         view.update(step_size_run(eta=eta, kappa=kappa))
     return fig
+
+
+STEP_SIZE_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 26) * 0.1, 2).tolist()), "kappa": (1.0, 3.0, 10.0, 30.0, 100.0)}
+
+
+def _step_size_columns(r: dict) -> dict:
+    note = f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else ""
+    return {
+        "t": np.arange(r["loss"].size),
+        "x": r["trajectory"][:, 0],
+        "y": r["trajectory"][:, 1],
+        "loss": r["loss"],
+        "f0": r["loss"][0],
+        "rate": r["rate_theory"],
+        "title": f"η = {r['eta'] * r['L']:.2f}/L, κ = {r['kappa']:g}: {r['regime']}",
+        "rate_title": f"rate ρ: theory {fmt(r['rate_theory'])}, measured {fmt(r['rate_measured'])}",
+        "note": note,
+    }
+
+
+def _step_size_layout(base):
+    import altair as alt
+
+    from .web import COLORS, contour_layer, curves, ellipse_contours, point_layer, text_layer
+
+    box = (_BOX, _BOX)
+    rings = []
+    for kappa in STEP_SIZE_WEB_GRID["kappa"]:
+        H = np.diag([1.0 / kappa, 1.0])
+        zmax = 0.5 * (_BOX[1] ** 2 / kappa + _BOX[1] ** 2)
+        rings += [dict(row, kappa=kappa) for row in ellipse_contours(H, levels=np.geomspace(zmax / 400, zmax, 12))]
+    flat = base.transform_flatten(["t", "x", "y"])
+    path = flat.mark_line(color=COLORS["C1"], point=alt.OverlayMarkDef(size=12, color=COLORS["C1"]), strokeWidth=1.2, clip=True).encode(
+        x=alt.X("x:Q", scale=alt.Scale(domain=list(_BOX))), y=alt.Y("y:Q", scale=alt.Scale(domain=list(_BOX))), order="t:Q"
+    )
+    start = flat.transform_filter("datum.t == 0").mark_point(size=60, filled=True, fill="white", stroke=COLORS["C1"], strokeWidth=1.5).encode(x="x:Q", y="y:Q")
+    trajectory = alt.layer(
+        contour_layer(rings, "datum.kappa == kappa", "θ₁ (curvature μ)", "θ₂ (curvature L)", box),
+        path, start, point_layer(0.0, 0.0), text_layer(base, "title"), text_layer(base, "note", y=250, color=COLORS["warn"]),
+    ).properties(width=250, height=250)
+    bounded = base.transform_flatten(["t", "loss"]).transform_calculate(bound="datum.f0 * pow(datum.rate, 2 * datum.t)")
+    loss = alt.layer(
+        curves(bounded, {"loss": ("f(θ_t)", COLORS["C1"], False), "bound": ("ρ^(2t) f(θ_0)", COLORS["gray"], True)},
+               domain=(1e-14, 1e4), x_domain=(0, 100), title="loss", flatten=False),
+        text_layer(base, "rate_title"),
+    ).properties(width=270, height=250)
+    return alt.hconcat(trajectory, loss)
+
+
+def step_size_web(**grid):
+    """The website's live view: the explorer's sliders over :data:`STEP_SIZE_WEB_GRID`
+    (25 step sizes 0.1-2.5 in units of 1/L, 5 condition numbers), drawn by Vega-Lite.
+
+    ``grid`` may replace either slider's values (``eta=...``, ``kappa=...``; the contours are
+    drawn for the default condition numbers only).
+    """
+    from .web import Slider, web_view
+
+    values = {**STEP_SIZE_WEB_GRID, **grid}
+    sliders = [
+        Slider("eta", values["eta"], label="η · L", initial=1.9 if 1.9 in values["eta"] else None),
+        Slider("kappa", values["kappa"], label="κ", kind="radio", initial=10.0 if 10.0 in values["kappa"] else None),
+    ]
+    return web_view(step_size_run, sliders, _step_size_layout, _step_size_columns, name="step_size")
