@@ -39,6 +39,7 @@ NBVAL_TAG = "nbval"  # the value of data["executed_by"] in cache records this pl
 @dataclass
 class NotebookRun:
     path: Path
+    nb: object = None  # the notebook as nbval read it: a later edit of the file must not get these outputs
     outputs: dict = field(default_factory=dict)  # code-cell index -> list of outputs
     ok: bool = True
     seconds: float = 0.0
@@ -81,6 +82,7 @@ def pytest_runtest_makereport(item, call):
     if not _is_nbval_cell(item):
         return
     run = _runs.setdefault(Path(str(item.parent.fspath)), NotebookRun(Path(str(item.parent.fspath))))
+    run.nb = item.parent.nb
     run.seconds += report.duration
     if not report.passed:
         run.ok = False
@@ -133,12 +135,13 @@ def cell_outputs(source: str, outputs: list, count: int) -> list:
     return kept
 
 
-def executed_notebook(path: Path, outputs: dict):
-    """The notebook at `path` with nbval's outputs and consecutive execution counts, or None."""
-    import nbformat
+def executed_notebook(notebook, outputs: dict):
+    """A copy of `notebook` with nbval's outputs and consecutive execution counts, or None."""
+    import copy
+
     from ipykernel.ipkernel import IPythonKernel
 
-    nb = nbformat.read(str(path), as_version=4)
+    nb = copy.deepcopy(notebook)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     if sorted(outputs) != list(range(len(code_cells))):
         return None  # some cell was not run (deselected with -k, say): not a whole execution
@@ -155,7 +158,7 @@ def cache_executed(run: NotebookRun) -> bool:
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
-    nb = executed_notebook(run.path, run.outputs)
+    nb = executed_notebook(run.nb, run.outputs)
     if nb is None:
         return False
     cache_dir = Path(os.environ.get(CACHE_ENV) or ROOT / "_build" / ".jupyter_cache")
