@@ -185,3 +185,26 @@ def test_repeated_scripts_are_dropped():
     companion.drop_repeated_scripts(files)
     assert [(js.filename, js.attributes.get("body")) for js in files] == [
         (None, thebe), ("a.js", None), (None, "other")]
+
+
+def test_without_a_speech_engine_the_build_says_so_once(tmp_path, monkeypatch, caplog):
+    (tmp_path / "ch").mkdir()
+    for name in ("01_x", "02_y"):
+        (tmp_path / "ch" / f"{name}.narration.txt").write_text("Words to say.")
+    app = SimpleNamespace(srcdir=str(tmp_path))
+    monkeypatch.setattr(narration, "engine", lambda: (None, "ImportError: no espeakng_loader"))
+    monkeypatch.setattr(narration, "_said_unavailable", False)
+    with caplog.at_level("INFO"):
+        assert narration.planned_audio(app, "ch/01_x") is None
+        assert narration.planned_audio(app, "ch/02_y") is None
+    said = [r for r in caplog.records if "no speech engine" in r.getMessage()]
+    assert len(said) == 1 and "no espeakng_loader" in said[0].getMessage()
+
+
+def test_with_a_speech_engine_narrated_pages_get_audio(tmp_path, monkeypatch):
+    (tmp_path / "ch").mkdir()
+    (tmp_path / "ch" / "01_x.narration.txt").write_text("Words to say.")
+    app = SimpleNamespace(srcdir=str(tmp_path))
+    monkeypatch.setattr(narration, "engine", lambda: (object(), ""))
+    assert narration.planned_audio(app, "ch/01_x") == "ch/01_x.narration.wav"
+    assert narration.planned_audio(app, "ch/02_unnarrated") is None
