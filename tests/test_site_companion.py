@@ -199,6 +199,65 @@ def test_notes_panel_works_from_the_keyboard(lesson, server, browser_context):
         visit.close()
 
 
+CONTRAST_JS = """(selectors) => {
+    const rgb = s => (s.match(/[\\d.]+/g) || []).map(Number);
+    const lum = ([r, g, b]) => {
+        const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+        return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = el => {
+        for (let e = el; e; e = e.parentElement) {
+            const c = rgb(getComputedStyle(e).backgroundColor);
+            if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+        }
+        return [255, 255, 255];
+    };
+    const out = [];
+    for (const sel of selectors) {
+        for (const el of document.querySelectorAll(sel)) {
+            if (!el.offsetParent && getComputedStyle(el).position !== 'fixed') continue;
+            const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+            out.push([sel, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+        }
+    }
+    return out;
+}"""
+COMPANION_TEXT = [
+    ".companion-button", ".companion-notes-heading", ".companion-notes-privacy", ".companion-notes-count",
+    ".companion-notes-text", ".companion-headings", ".companion-score a", ".companion-quiz-score",
+    ".companion-earlier", ".companion-audio-label", ".companion-badge", ".companion-mark",
+    ".companion-practice-status", ".companion-practice-source",
+]
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_companion_text_has_enough_contrast(mode, lesson, server, browser_context):
+    """WCAG AA: 4.5:1 for the companion's text and controls, in both colour schemes."""
+    visit = open_page(browser_context, server, lesson, clear=True)
+    try:
+        page = visit.page
+        page.wait_for_selector(".companion-quiz-score")
+        answer(page, 1, questions_of(lesson)[1], right=False)
+        open_notes(page).fill("a note")
+        page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_selector(".companion-badge-read")
+        found = {}
+        for doc in (lesson, "practice", DOCNAMES[0]):
+            if doc != lesson:
+                page.goto(server + f"{doc}.html", wait_until="load")
+            page.evaluate(f"() => {{ document.documentElement.dataset.theme = '{mode}'; }}")
+            page.wait_for_timeout(300)
+            for sel, ratio in page.evaluate(CONTRAST_JS, COMPANION_TEXT):
+                found[sel] = min(ratio, found.get(sel, ratio))
+        expected = {".companion-button", ".companion-notes-text", ".companion-headings", ".companion-quiz-score",
+                    ".companion-earlier", ".companion-badge", ".companion-mark", ".companion-practice-status"}
+        assert expected <= set(found), f"not measured: {sorted(expected - set(found))}"
+        low = {sel: round(r, 2) for sel, r in found.items() if r < 4.5}
+        assert not low, f"{mode} mode: contrast below 4.5:1: {low}"
+    finally:
+        visit.close()
+
+
 def test_note_is_cut_at_the_limit(lesson, server, browser_context):
     visit = open_page(browser_context, server, lesson, clear=True)
     page = visit.page
