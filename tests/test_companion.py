@@ -143,8 +143,9 @@ def test_narration_is_written_for_listening(path):
     assert not bad, f"{path.name}: not written for listening: {sorted(set(bad))}"
 
 
-def test_chapters_one_and_two_are_narrated():
-    for chapter in ("01_gradient_descent", "02_stochastic_optimization"):
+def test_every_chapter_is_narrated():
+    for chapter in ("01_gradient_descent", "02_stochastic_optimization", "03_adaptive_learning_rates",
+                    "04_learning_rate_schedules"):
         folder = ROOT / "chapters" / chapter
         lessons = [q.name.replace(".quiz.json", "") for q in sorted(folder.glob("0*.quiz.json"))]
         assert len(lessons) == 6
