@@ -1,3 +1,3 @@
 """Hooks for the whole suite: the chapter notebooks live outside tests/, so they are registered here."""
 
-pytest_plugins = ["tests.nbcache"]
+pytest_plugins = ["tests.suite_plan", "tests.nbcache"]

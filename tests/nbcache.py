@@ -10,8 +10,8 @@ so the site build in the same run finds it executed and executes nothing.
   executes it again and reports the failure too.
 - The cache matches notebooks by their code and kernelspec (jupyter-cache's
   hash), so a notebook edited after the nbval run is executed again by the build.
-- Site tests run after the notebooks, so the book is built from this run's
-  executions.
+- Site tests run after the notebooks (tests/suite_plan.py), so the book is
+  built from this run's executions.
 
 With ``STEPLAB_SUITE_REPORT=path.json`` the plugin writes what the suite spent:
 the time per phase (notebooks, grading, site, unit tests) and which notebooks it
@@ -67,11 +67,6 @@ def phase(item) -> str:
     if item.get_closest_marker("grading"):
         return "grading"
     return "unit"
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """Site tests last (they build the book from the notebooks' executions); stable otherwise."""
-    items.sort(key=lambda item: item.get_closest_marker("site") is not None)
 
 
 @pytest.hookimpl(hookwrapper=True)
