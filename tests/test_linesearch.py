@@ -177,7 +177,7 @@ def test_validation():
         armijo(3.0, x, g)
     with pytest.raises(ValueError, match="grad has shape"):
         armijo(q, x, g[:2])
-    with pytest.raises(ValueError, match="steps must be a non-negative integer, got -2"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 0, got -2"):
         gd_armijo(q, -2)
     with pytest.raises(ValueError, match="grad_tol must be >= 0, got -1.0"):
         gd_armijo(q, 3, grad_tol=-1.0)

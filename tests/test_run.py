@@ -193,13 +193,13 @@ def test_progress_bar_does_not_change_the_run():
 
 def test_validation():
     q, _, _ = _quadratic()
-    with pytest.raises(ValueError, match="steps must be a non-negative integer, got -1"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 0, got -1"):
         minimize(q, optim.sgd(0.1), -1)
     with pytest.raises(ValueError, match="batch_size=4 needs a finite-sum problem"):
         minimize(q, optim.sgd(0.1), 5, batch_size=4)
-    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, n = 30\], got 31"):
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 30\], got 31"):
         minimize(_ls(), optim.sgd(0.1), 5, batch_size=31)
-    with pytest.raises(ValueError, match="diverge_factor must be a number > 1, got 0.5"):
+    with pytest.raises(ValueError, match="diverge_factor must be > 1, got 0.5"):
         minimize(q, optim.sgd(0.1), 5, diverge_factor=0.5)
     with pytest.raises(ValueError, match="optimizer must be"):
         minimize(q, lambda g: g, 5)
@@ -361,7 +361,7 @@ def test_stopping_and_metrics_validation():
         minimize(q, optim.sgd(0.1), 5, grad_tol=-1.0)
     with pytest.raises(ValueError, match="rel_tol must be a finite number, got nan"):
         minimize(q, optim.sgd(0.1), 5, rel_tol=float("nan"))
-    with pytest.raises(ValueError, match="metrics_every must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="metrics_every must be an integer >= 1, got 0"):
         minimize(q, optim.sgd(0.1), 5, metrics_every=0)
 
 
@@ -542,7 +542,7 @@ def test_sgd_runs_validation():
     from steplab.run import sgd_runs
 
     q = Quadratic([1.0, 2.0])
-    with pytest.raises(ValueError, match="n_runs must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_runs must be an integer >= 1, got 0"):
         sgd_runs(q, 0.1, 5, 0)
     with pytest.raises(ValueError, match="noise_std must be >= 0, got -1"):
         sgd_runs(q, 0.1, 5, 2, noise_std=-1.0)
@@ -583,7 +583,7 @@ def test_eval_every_evaluates_the_loss_only_at_the_listed_steps():
     np.testing.assert_array_equal(sparse.params, full.params)
     assert sparse.steps == 23 and sparse.grad_norm.size == 23
     assert full.loss_steps is None
-    with pytest.raises(ValueError, match="eval_every must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1, got 0"):
         minimize(p, optim.sgd(0.05), 5, eval_every=0)
     with pytest.raises(ValueError, match="rel_tol compares consecutive losses and needs eval_every=1, got eval_every=2"):
         minimize(p, optim.sgd(0.05), 5, eval_every=2, rel_tol=1e-3)
@@ -606,3 +606,18 @@ def test_non_finite_starting_points_are_rejected_by_name():
         sgd_runs(q, 0.1, 3, 2, theta0=np.array([np.nan, 1.0]))
     with pytest.raises(ValueError, match="theta0 must be finite"):
         minimize_online(ReddiCounterexample(), optim.sgd(0.1), 3, theta0=np.array([np.nan]))
+
+
+def test_minimize_starts_an_mlp_from_its_own_seed():
+    from steplab.problems import MLP, make_classification
+
+    X, y = make_classification(30, 4, n_classes=3, seed=1)
+    h0 = minimize(MLP(X, y, hidden=5, seed=0), optim.sgd(0.1), 0, keep_trajectory=True)
+    h5 = minimize(MLP(X, y, hidden=5, seed=5), optim.sgd(0.1), 0, keep_trajectory=True)
+    start5 = MLP(X, y, hidden=5, seed=5).init_params()
+    for key in start5:
+        np.testing.assert_array_equal(h5.trajectory[0][key], start5[key])
+    assert not np.array_equal(h0.trajectory[0]["W1"], h5.trajectory[0]["W1"])
+    # an explicit seed still picks the initialization
+    h = minimize(MLP(X, y, hidden=5, seed=5), optim.sgd(0.1), 0, seed=0, keep_trajectory=True)
+    np.testing.assert_array_equal(h.trajectory[0]["W1"], h0.trajectory[0]["W1"])

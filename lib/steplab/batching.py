@@ -29,7 +29,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .finite_sum import _check_positive_int, _check_problem
+from ._checks import (
+    DIVERGE_FACTOR,
+    check_diverge_factor,
+    check_finite_sum,
+    check_int,
+    check_nonnegative,
+    check_number,
+    check_positive,
+    divergence_limit,
+    is_diverged,
+)
+from ._tree import initial_params
 
 __all__ = [
     "StepsToTarget",
@@ -43,16 +54,6 @@ __all__ = [
     "scale_batch",
     "bert_base_example",
 ]
-
-
-def _check_real(name, value, *, positive=False, nonnegative=False):
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def steps_to_target(
     theta0=None,
     check_every: int = 1,
     lr_grid=None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> StepsToTarget:
     r"""For each batch size :math:`B`, the number of SGD steps until :math:`f(\theta_t) \le` target.
 
@@ -143,7 +144,7 @@ def steps_to_target(
     G. E. Dahl, "Measuring the effects of data parallelism on neural network training",
     JMLR 2019.
     """
-    n = _check_problem(problem, ("n", "value", "grad_batch"))
+    n = check_finite_sum(problem, ("n", "value", "grad_batch"), what="steps_to_target")
     sizes = np.asarray(batch_sizes)
     if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
         raise ValueError(f"batch_sizes must be a non-empty list of integers, got {batch_sizes!r}")
@@ -157,8 +158,8 @@ def steps_to_target(
             grid = np.repeat(grid[:, None], sizes.size, axis=1)
         if grid.ndim != 2 or grid.shape[1] != sizes.size or grid.shape[0] == 0:
             raise ValueError(f"lr_grid must have shape (k,) or (k, {sizes.size}), got shape {np.shape(lr_grid)}")
-        if not np.all(np.isfinite(grid) & (grid > 0)):
-            raise ValueError(f"lr_grid must hold positive step sizes, got {grid.tolist()}")
+        if not np.all(np.isfinite(grid) & (grid >= 0)):
+            raise ValueError(f"lr_grid must be >= 0, got {grid.tolist()}")
     elif lr is None:
         raise ValueError("lr must be given (a number, one per batch size, or a function of B) unless lr_grid is")
     if lr_grid is not None:
@@ -172,14 +173,12 @@ def steps_to_target(
         if lrs.shape != sizes.shape:
             raise ValueError(f"lr must be a number, a function of B, or one value per batch size "
                              f"({sizes.size}), got {lr!r}")
-    if not np.all(np.isfinite(lrs) & (lrs > 0)):
-        raise ValueError(f"lr must be positive at every batch size, got {lrs.tolist()}")
-    target = _check_real("target", target)
-    max_steps = _check_positive_int("max_steps", max_steps)
-    check_every = _check_positive_int("check_every", check_every)
-    diverge_factor = _check_real("diverge_factor", diverge_factor)
-    if not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor!r}")
+    if not np.all(np.isfinite(lrs) & (lrs >= 0)):
+        raise ValueError(f"lr must be >= 0 at every batch size, got {lrs.tolist()}")
+    target = check_number("target", target)
+    max_steps = check_int("max_steps", max_steps, low=1)
+    check_every = check_int("check_every", check_every, low=1)
+    diverge_factor = check_diverge_factor(diverge_factor)
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must hold at least one seed, got []")
@@ -203,11 +202,8 @@ def steps_to_target(
     return out
 
 
-def _start(problem, seed, theta0):
-    theta = np.array(problem.init_params(seed) if theta0 is None else theta0, dtype=np.float64)
-    if not np.all(np.isfinite(theta)):
-        raise ValueError("theta0 must be finite, got non-finite entries")
-    return theta
+def _start(problem, seed, theta0) -> np.ndarray:
+    return np.asarray(initial_params(problem, theta0, seed), dtype=np.float64)
 
 
 def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, check_every,
@@ -218,7 +214,7 @@ def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, che
     theta = np.stack([_start(problem, seed, theta0) for seed in seeds])  # (s, d)
     start_loss = np.asarray(problem.value(theta))
     counts[:, start_loss <= target] = 0
-    limit = np.tile(diverge_factor * np.maximum(np.abs(start_loss), 1.0), k)  # per row
+    limit = np.tile(divergence_limit(start_loss, diverge_factor), k)  # per row
     theta = np.repeat(theta[None], k, axis=0).reshape(k * s, -1)  # row = lr index * s + seed index
     eta = np.repeat(etas, s)
     seed_of = np.tile(np.arange(s), k)
@@ -236,7 +232,7 @@ def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, che
                 loss = np.asarray(problem.value(theta[active]))
                 hit = loss <= target
                 counts.ravel()[active[hit]] = t
-                active = active[~hit & np.isfinite(loss) & (np.abs(loss) <= limit[active])]
+                active = active[~hit & ~is_diverged(loss, limit[active])]
     return counts
 
 
@@ -251,13 +247,13 @@ def _steps_looped(problem, n, b, etas, target, max_steps, seeds, theta0, check_e
             if start_loss <= target:
                 per_seed[i, j] = 0
                 continue
-            limit = diverge_factor * max(abs(start_loss), 1.0)
+            limit = divergence_limit(start_loss, diverge_factor)
             for t in range(1, max_steps + 1):
                 idx = rng.choice(n, size=b, replace=False)
                 theta = theta - eta * problem.grad_batch(theta, idx)
                 if t % check_every == 0 or t == max_steps:
                     loss = problem.value(theta)
-                    if not np.isfinite(loss) or abs(loss) > limit:
+                    if is_diverged(loss, limit):
                         break
                     if loss <= target:
                         per_seed[i, j] = t
@@ -353,9 +349,9 @@ def linear_scaling_lr(base_lr: float, base_batch: int, batch_size: int) -> float
     Reference: P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
     arXiv:1706.02677, 2017.
     """
-    base_lr = _check_real("base_lr", base_lr, positive=True)
-    base_batch = _check_positive_int("base_batch", base_batch)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    base_lr = check_positive("base_lr", base_lr)
+    base_batch = check_int("base_batch", base_batch, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
     return base_lr * batch_size / base_batch
 
 
@@ -386,11 +382,11 @@ def allreduce_time(n_params: float, n_workers: int, bandwidth: float, *, bytes_p
     of workstations", J. Parallel Distrib. Comput. 2009; A. Sergeev and M. Del Balso,
     "Horovod", arXiv:1802.05799, 2018.
     """
-    n_params = _check_real("n_params", n_params, positive=True)
-    n_workers = _check_positive_int("n_workers", n_workers)
-    bandwidth = _check_real("bandwidth", bandwidth, positive=True)
-    bytes_per_param = _check_positive_int("bytes_per_param", bytes_per_param)
-    latency = _check_real("latency", latency, nonnegative=True)
+    n_params = check_positive("n_params", n_params)
+    n_workers = check_int("n_workers", n_workers, low=1)
+    bandwidth = check_positive("bandwidth", bandwidth)
+    bytes_per_param = check_int("bytes_per_param", bytes_per_param, low=1)
+    latency = check_nonnegative("latency", latency)
     k = n_workers
     return 2 * (k - 1) / k * n_params * bytes_per_param / bandwidth + 2 * (k - 1) * latency
 
@@ -428,11 +424,11 @@ def data_parallel_step_time(batch_size: int, n_workers: int, n_params: float, ti
     Reference: P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
     arXiv:1706.02677, 2017, Section 5 (communication).
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    n_workers = _check_positive_int("n_workers", n_workers)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    n_workers = check_int("n_workers", n_workers, low=1)
     if batch_size % n_workers:
         raise ValueError(f"n_workers must divide batch_size = {batch_size}, got {n_workers}")
-    time_per_example = _check_real("time_per_example", time_per_example, positive=True)
+    time_per_example = check_positive("time_per_example", time_per_example)
     comm = allreduce_time(n_params, n_workers, bandwidth, bytes_per_param=bytes_per_param,
                           latency=latency)
     return StepTime(compute=batch_size // n_workers * time_per_example, communication=comm)
@@ -464,8 +460,8 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
     arXiv:1706.02677, 2017; S. McCandlish, J. Kaplan, D. Amodei et al., "An empirical model of
     large-batch training", arXiv:1812.06162, 2018.
     """
-    base_steps = _check_positive_int("base_steps", base_steps)
-    base_warmup_steps = _check_positive_int("base_warmup_steps", base_warmup_steps, minimum=0)
+    base_steps = check_int("base_steps", base_steps, low=1)
+    base_warmup_steps = check_int("base_warmup_steps", base_warmup_steps)
     lr = linear_scaling_lr(base_lr, base_batch, batch_size)
     steps = base_steps * base_batch / batch_size
     base_time = data_parallel_step_time(base_batch, base_workers, n_params, time_per_example,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .optim.base import check_bool, check_int
+from ._checks import check_bool, check_int
 
 __all__ = ["Dataset", "load_digits", "load_mnist", "read_idx", "split_iid", "split_non_iid", "MNIST_ENV"]
 

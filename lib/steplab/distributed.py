@@ -28,25 +28,37 @@ step is plain SGD with ``lr``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Real
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .finite_sum import (
-    EvalHistory,
-    _check_lr,
-    _check_positive_int,
-    _check_problem,
-    _exceeds_limit,
-    _finite,
-    _lr_at,
-    _sgd_step,
-    _start,
-    _tcopy,
-    _tleaves,
-    _tmap,
+from ._checks import (
+    DIVERGE_FACTOR,
+    check_diverge_factor,
+    check_finite_sum,
+    check_int,
+    check_lr,
+    check_nonnegative,
+    check_number,
+    check_positive,
+    divergence_limit,
+    is_diverged,
+    lr_at,
+    make_rng,
 )
+from ._tree import (
+    initial_params,
+    sgd_step,
+    tree_all_finite,
+    tree_copy,
+    tree_flatten,
+    tree_leaves,
+    tree_map,
+    tree_mean,
+    tree_norm,
+    tree_unflatten,
+)
+from .finite_sum import EvalHistory
 
 __all__ = [
     "SimulationHistory",
@@ -68,37 +80,6 @@ __all__ = [
     "dp_sgd_gradient",
     "simulate_dp_sgd",
 ]
-
-
-# ---------------------------------------------------------------------------
-# flat views of parameter trees (compression and clipping act on the whole vector)
-
-
-def _flatten(tree) -> np.ndarray:
-    if isinstance(tree, dict):
-        return np.concatenate([np.ravel(tree[k]) for k in sorted(tree)])
-    return np.ravel(tree)
-
-
-def _unflatten(vec, like):
-    if isinstance(like, dict):
-        out, start = {}, 0
-        for k in sorted(like):
-            size = np.size(like[k])
-            out[k] = vec[start : start + size].reshape(np.shape(like[k]))
-            start += size
-        return out
-    return vec.reshape(np.shape(like))
-
-
-def _norm(tree) -> float:
-    return float(np.sqrt(sum(np.sum(np.square(a)) for a in _tleaves(tree))))
-
-
-def _mean_trees(trees, weights=None):
-    k = len(trees)
-    w = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=np.float64)
-    return _tmap(lambda *leaves: sum(wi * a for wi, a in zip(w, leaves)), *trees)
 
 
 # ---------------------------------------------------------------------------
@@ -129,9 +110,9 @@ class SimulationHistory(EvalHistory):
 
 
 class _StepLogger:
-    def __init__(self, problem, method, log_every, diverge_factor=1e6):
+    def __init__(self, problem, method, log_every, diverge_factor=DIVERGE_FACTOR):
         self.problem, self.method = problem, method
-        self.log_every = _check_positive_int("log_every", log_every)
+        self.log_every = check_int("log_every", log_every, low=1)
         self.diverge_factor = diverge_factor
         self.steps, self.evals, self.loss = [], [], []
         self.metrics: dict[str, list] = {}
@@ -141,7 +122,7 @@ class _StepLogger:
         self.minimizer = minimizer
 
     def __call__(self, theta, step, evals, force=False, **metrics) -> bool:
-        if not _finite(theta):
+        if not tree_all_finite(theta):
             self.diverged_at = step
             return False
         if not force and step % self.log_every:
@@ -153,10 +134,12 @@ class _StepLogger:
         self.evals.append(evals)
         self.loss.append(loss)
         if self.minimizer is not None:
-            metrics["dist_to_minimizer"] = _norm(_tmap(lambda a, b: a - b, theta, self.minimizer))
+            metrics["dist_to_minimizer"] = tree_norm(tree_map(lambda a, b: a - b, theta, self.minimizer))
         for key, value in metrics.items():
             self.metrics.setdefault(key, []).append(value)
-        if _exceeds_limit(self, loss):
+        if self.limit is None:
+            self.limit = divergence_limit(loss, self.diverge_factor)
+        if is_diverged(loss, self.limit):
             self.diverged_at = step
             return False
         return True
@@ -208,7 +191,7 @@ def _check_step_rule(lr, optimizer):
                          f"lr={lr!r}, optimizer={'None' if optimizer is None else 'given'}")
     if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise ValueError(f"optimizer must have init and update, got {type(optimizer).__name__}")
-    return None if lr is None else _check_lr(lr)
+    return None if lr is None else check_lr(lr)
 
 
 class _Stepper:
@@ -221,10 +204,10 @@ class _Stepper:
 
     def __call__(self, theta, g):
         if self.optimizer is None:
-            theta = _sgd_step(theta, g, _lr_at(self.lr, self.count))
+            theta = sgd_step(theta, g, lr_at(self.lr, self.count))
         else:
             updates, self.state = self.optimizer.update(g, self.state, theta)
-            theta = _tmap(lambda t, u: (t + u).astype(t.dtype, copy=False), theta, updates)
+            theta = tree_map(lambda t, u: (t + u).astype(t.dtype, copy=False), theta, updates)
         self.count += 1
         return theta
 
@@ -253,7 +236,7 @@ def _check_batch_vs_shards(batch_size, shards, name="shards"):
 # data parallelism and gradient accumulation
 
 
-def iid_shards(n: int, n_workers: int, seed: int = 0) -> list[np.ndarray]:
+def iid_shards(n: int, n_workers: int, seed: int | None = None) -> list[np.ndarray]:
     r"""Split :math:`\{0, \dots, n-1\}` into ``n_workers`` random shards of (nearly) equal size.
 
     .. math::
@@ -261,7 +244,7 @@ def iid_shards(n: int, n_workers: int, seed: int = 0) -> list[np.ndarray]:
         S_k = \{\pi(i) : c_k \le i < c_{k+1}\}, \qquad
         c_k = k\lfloor n/K \rfloor + \min(k, n \bmod K),
 
-    for a uniformly random permutation :math:`\pi` from ``np.random.default_rng(seed)``;
+    for a uniformly random permutation :math:`\pi` from ``np.random.default_rng(seed)`` (``seed=None``: 0);
     each shard is returned sorted.
 
     Args:
@@ -271,11 +254,11 @@ def iid_shards(n: int, n_workers: int, seed: int = 0) -> list[np.ndarray]:
 
     Reference: J. Dean et al., "Large scale distributed deep networks", NeurIPS 2012.
     """
-    n = _check_positive_int("n", n)
-    n_workers = _check_positive_int("n_workers", n_workers)
+    n = check_int("n", n, low=1)
+    n_workers = check_int("n_workers", n_workers, low=1)
     if n_workers > n:
         raise ValueError(f"n_workers must be <= n = {n}, got {n_workers}")
-    perm = np.random.default_rng(seed).permutation(n)
+    perm = make_rng(seed).permutation(n)
     return [np.sort(s) for s in np.array_split(perm, n_workers)]
 
 
@@ -301,7 +284,7 @@ def accumulated_grad(problem, theta, batch, n_micro: int):
     arXiv:1706.02677, 2017 (Section 2 and Appendix on gradient aggregation).
     """
     batch = np.asarray(batch)
-    n_micro = _check_positive_int("n_micro", n_micro)
+    n_micro = check_int("n_micro", n_micro, low=1)
     if batch.ndim != 1 or batch.size % n_micro:
         raise ValueError(
             f"n_micro must divide the batch size {batch.size} into equal microbatches, got {n_micro}"
@@ -309,10 +292,10 @@ def accumulated_grad(problem, theta, batch, n_micro: int):
     acc = None
     for micro in np.split(batch, n_micro):
         g = problem.grad_batch(theta, micro)
-        acc = _tmap(lambda a: np.array(a, dtype=np.float64), g) if acc is None else _tmap(
+        acc = tree_map(lambda a: np.array(a, dtype=np.float64), g) if acc is None else tree_map(
             lambda a, b: a + b, acc, g
         )
-    return _tmap(lambda a: a / n_micro, acc)
+    return tree_map(lambda a: a / n_micro, acc)
 
 
 def data_parallel_grad(problem, theta, worker_batches, n_micro: int = 1):
@@ -341,7 +324,7 @@ def data_parallel_grad(problem, theta, worker_batches, n_micro: int = 1):
     if len(sizes) != 1:
         raise ValueError(f"worker_batches must have equal lengths, got {sorted(sizes)}")
     grads = [accumulated_grad(problem, theta, b, n_micro) for b in worker_batches]
-    return _mean_trees(grads)
+    return tree_mean(grads)
 
 
 def simulate_data_parallel(
@@ -358,10 +341,10 @@ def simulate_data_parallel(
     error_feedback: bool = False,
     batches=None,
     keep_batches: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int = 1,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> SimulationHistory:
     r"""Synchronous data-parallel SGD over :math:`K` simulated workers.
 
@@ -393,7 +376,8 @@ def simulate_data_parallel(
         error_feedback: keep each worker's compression residual and add it to its next gradient.
         batches: explicit per-step index arrays, shape ``(steps, K, b)``, replacing the sampler.
         keep_batches: store the index arrays used in ``history.batches``.
-        seed: seed of ``np.random.default_rng`` (shards, draws, compression).
+        seed: seed of ``np.random.default_rng`` (shards, draws, compression; ``None``: 0) and of
+            ``problem.init_params`` (``None``: the problem's own).
         theta0: starting point (default ``problem.init_params(seed)``, as in :func:`steplab.run.minimize`).
         log_every: log the full loss every this many steps.
         diverge_factor: stop when the loss exceeds this times ``max(initial loss, 1)``.
@@ -402,16 +386,16 @@ def simulate_data_parallel(
     S. U. Stich, J.-B. Cordonnier and M. Jaggi, "Sparsified SGD with memory", NeurIPS 2018
     (error feedback).
     """
-    n = _check_problem(problem, ("n", "value", "grad_batch"))
-    steps = _check_positive_int("steps", steps)
-    n_workers = _check_positive_int("n_workers", n_workers)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    n = check_finite_sum(problem, ("n", "value", "grad_batch"))
+    steps = check_int("steps", steps, low=1)
+    n_workers = check_int("n_workers", n_workers, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
     lr = _check_step_rule(lr, optimizer)
     if compressor is not None and not callable(compressor):
         raise ValueError(f"compressor must be callable fn(vector, rng), got {compressor!r}")
     if error_feedback and compressor is None:
         raise ValueError("error_feedback=True needs a compressor, got compressor=None")
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     shards = iid_shards(n, n_workers, seed) if shards is None else _check_index_sets("shards", shards, n)
     if len(shards) != n_workers:
         raise ValueError(f"shards must hold n_workers = {n_workers} index arrays, got {len(shards)}")
@@ -425,9 +409,9 @@ def simulate_data_parallel(
                 f"batches must have shape (steps, n_workers, batch_size) = "
                 f"{(steps, n_workers, batch_size)}, got {batches.shape}"
             )
-    theta = _start(problem, theta0, seed)
+    theta = initial_params(problem, theta0, seed)
     step_fn = _Stepper(theta, lr, optimizer)
-    residuals = [np.zeros(_flatten(theta).size) for _ in range(n_workers)] if error_feedback else None
+    residuals = [np.zeros(tree_flatten(theta).size) for _ in range(n_workers)] if error_feedback else None
     log = _StepLogger(problem, f"data-parallel SGD (K={n_workers}, b={batch_size})", log_every,
                       diverge_factor)
     used = [] if keep_batches else None
@@ -442,14 +426,14 @@ def simulate_data_parallel(
         if compressor is not None:
             sent = []
             for k, g in enumerate(grads):
-                v = _flatten(g)
+                v = tree_flatten(g)
                 if error_feedback:
                     c, residuals[k] = error_feedback_step(v, residuals[k], compressor, rng)
                 else:
                     c = compressor(v, rng)
-                sent.append(_unflatten(c, g))
+                sent.append(tree_unflatten(c, g))
             grads = sent
-        theta = step_fn(theta, _mean_trees(grads))
+        theta = step_fn(theta, tree_mean(grads))
         if not log(theta, t + 1, evals):
             break
     log(theta, step_fn.count, evals, force=True)
@@ -481,7 +465,7 @@ def client_drift(client_params, reference, weights=None) -> float:
     if k == 0:
         raise ValueError("client_params must hold at least one model, got 0")
     w = _check_weights(weights, k)
-    return float(sum(wi * _norm(_tmap(lambda a, b: a - b, th, reference))
+    return float(sum(wi * tree_norm(tree_map(lambda a, b: a - b, th, reference))
                      for wi, th in zip(w, client_params)))
 
 
@@ -497,26 +481,24 @@ def _check_weights(weights, k):
 def _local_rounds(problem, clients, rounds, *, local_steps, lr, batch_size, mu, client_fraction,
                   server_optimizer, server_lr, keep_batches, seed, theta0, log_every, weighted,
                   method, diverge_factor, rng=None):
-    _check_problem(problem, ("n", "value", "grad_batch"))
-    rounds = _check_positive_int("rounds", rounds)
-    local_steps = _check_positive_int("local_steps", local_steps)
-    lr = _check_lr(lr)
+    check_finite_sum(problem, ("n", "value", "grad_batch"))
+    rounds = check_int("rounds", rounds, low=1)
+    local_steps = check_int("local_steps", local_steps, low=1)
+    lr = check_lr(lr)
     if batch_size is not None:
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = check_int("batch_size", batch_size, low=1)
         _check_batch_vs_shards(batch_size, clients, "clients")
-    if not (isinstance(mu, Real) and np.isfinite(mu) and mu >= 0):
-        raise ValueError(f"mu must be a finite number >= 0, got {mu!r}")
-    if not (isinstance(client_fraction, Real) and 0 < client_fraction <= 1):
-        raise ValueError(f"client_fraction must be in (0, 1], got {client_fraction!r}")
+    mu = check_nonnegative("mu", mu)
+    client_fraction = check_number("client_fraction", client_fraction, low=0.0, high=1.0, low_open=True)
     if server_optimizer is not None and not (hasattr(server_optimizer, "init")
                                              and hasattr(server_optimizer, "update")):
         raise ValueError(f"server_optimizer must have init and update, got {server_optimizer!r}")
     if server_optimizer is not None and server_lr is not None:
         raise ValueError("give at most one of server_optimizer and server_lr")
-    server_lr = 1.0 if server_lr is None else _check_lr(server_lr, "server_lr")
-    rng = np.random.default_rng(seed) if rng is None else rng
+    server_lr = 1.0 if server_lr is None else check_lr(server_lr, "server_lr")
+    rng = make_rng(seed) if rng is None else rng
     sizes = np.array([c.size for c in clients], dtype=np.float64)
-    theta = _start(problem, theta0, seed)
+    theta = initial_params(problem, theta0, seed)
     server_state = server_optimizer.init(theta) if server_optimizer is not None else None
     n_active = max(1, int(round(client_fraction * len(clients))))
     log = _StepLogger(problem, method, log_every, diverge_factor)
@@ -531,34 +513,34 @@ def _local_rounds(problem, clients, rounds, *, local_steps, lr, batch_size, mu, 
         else:
             active = np.arange(len(clients))
         sampler = _ShardSampler([clients[k] for k in active], batch_size, rng)
-        locals_ = [_tcopy(theta) for _ in active]
+        locals_ = [tree_copy(theta) for _ in active]
         round_batches = []
         for h in range(local_steps):
             draws = sampler()
             round_batches.append(draws)
-            eta = _lr_at(lr, step_count)
+            eta = lr_at(lr, step_count)
             for j, idx in enumerate(draws):
                 g = problem.grad_batch(locals_[j], idx)
                 evals += idx.size
                 if mu > 0:
-                    g = _tmap(lambda gi, t, t0: gi + mu * (t - t0), g, locals_[j], theta)
-                locals_[j] = _sgd_step(locals_[j], g, eta)
+                    g = tree_map(lambda gi, t, t0: gi + mu * (t - t0), g, locals_[j], theta)
+                locals_[j] = sgd_step(locals_[j], g, eta)
             step_count += 1
         if used is not None:
             used.append(round_batches)
         w = sizes[active] / sizes[active].sum() if weighted else np.full(len(active), 1 / len(active))
-        average = _mean_trees(locals_, w)
+        average = tree_mean(locals_, w)
         drift = client_drift(locals_, average, w)
         shift = client_drift(locals_, theta, w)
         if server_optimizer is None and server_lr == 1.0:
-            new_theta = _tmap(lambda a, t: a.astype(t.dtype, copy=False), average, theta)
+            new_theta = tree_map(lambda a, t: a.astype(t.dtype, copy=False), average, theta)
         else:
-            pseudo_grad = _tmap(lambda t, a: t - a, theta, average)
+            pseudo_grad = tree_map(lambda t, a: t - a, theta, average)
             if server_optimizer is None:
-                new_theta = _sgd_step(theta, pseudo_grad, _lr_at(server_lr, r, "server_lr"))
+                new_theta = sgd_step(theta, pseudo_grad, lr_at(server_lr, r, "server_lr"))
             else:
                 updates, server_state = server_optimizer.update(pseudo_grad, server_state, theta)
-                new_theta = _tmap(lambda t, u: (t + u).astype(t.dtype, copy=False), theta, updates)
+                new_theta = tree_map(lambda t, u: (t + u).astype(t.dtype, copy=False), theta, updates)
         theta = new_theta
         if not log(theta, r + 1, evals, client_drift=drift, client_shift=shift):
             break
@@ -576,10 +558,10 @@ def simulate_local_sgd(
     lr,
     shards: Sequence[np.ndarray] | None = None,
     keep_batches: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int = 1,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> SimulationHistory:
     r"""Local SGD: :math:`H` SGD steps on every worker, then one model average per round.
 
@@ -611,8 +593,8 @@ def simulate_local_sgd(
 
     Reference: S. U. Stich, "Local SGD converges fast and communicates little", ICLR 2019.
     """
-    n = _check_problem(problem, ("n", "value", "grad_batch"))
-    n_workers = _check_positive_int("n_workers", n_workers)
+    n = check_finite_sum(problem, ("n", "value", "grad_batch"))
+    n_workers = check_int("n_workers", n_workers, low=1)
     if batch_size is None:
         raise ValueError("batch_size must be an integer >= 1, got None")
     shards = iid_shards(n, n_workers, seed) if shards is None else _check_index_sets("shards", shards, n)
@@ -638,10 +620,10 @@ def simulate_fedavg(
     server_optimizer=None,
     server_lr=None,
     keep_batches: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int = 1,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> SimulationHistory:
     r"""Federated averaging (FedAvg) over client data sets.
 
@@ -681,7 +663,7 @@ def simulate_fedavg(
     "Communication-efficient learning of deep networks from decentralized data", AISTATS 2017;
     S. J. Reddi et al., "Adaptive federated optimization", ICLR 2021 (server optimizers).
     """
-    n = _check_problem(problem, ("n", "value", "grad_batch"))
+    n = check_finite_sum(problem, ("n", "value", "grad_batch"))
     clients = _check_index_sets("clients", clients, n)
     return _local_rounds(
         problem, clients, rounds, local_steps=local_steps, lr=lr, batch_size=batch_size, mu=0.0,
@@ -704,10 +686,10 @@ def simulate_fedprox(
     server_optimizer=None,
     server_lr=None,
     keep_batches: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int = 1,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> SimulationHistory:
     r"""FedProx: FedAvg whose clients minimize a proximally regularized local objective.
 
@@ -729,7 +711,7 @@ def simulate_fedprox(
     Reference: T. Li, A. K. Sahu, M. Zaheer, M. Sanjabi, A. Talwalkar and V. Smith,
     "Federated optimization in heterogeneous networks", MLSys 2020.
     """
-    n = _check_problem(problem, ("n", "value", "grad_batch"))
+    n = check_finite_sum(problem, ("n", "value", "grad_batch"))
     clients = _check_index_sets("clients", clients, n)
     return _local_rounds(
         problem, clients, rounds, local_steps=local_steps, lr=lr, batch_size=batch_size, mu=mu,
@@ -763,8 +745,7 @@ def top_k(x, k: int) -> np.ndarray:
     """
     x = np.asarray(x)
     d = x.size
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= d:
-        raise ValueError(f"k must be an integer in [1, {d}] (the size of x), got {k!r}")
+    k = check_int("k", k, low=1, high=d)
     flat = x.ravel()
     keep = np.argpartition(-np.abs(flat), k - 1, kind="introselect")[:k]
     out = np.zeros_like(flat)
@@ -795,7 +776,7 @@ def stochastic_quantize(x, s: int, rng) -> np.ndarray:
     Reference: D. Alistarh, D. Grubic, J. Li, R. Tomioka and M. Vojnovic, "QSGD:
     Communication-efficient SGD via gradient quantization and encoding", NeurIPS 2017, Lemma 3.1.
     """
-    s = _check_positive_int("s", s)
+    s = check_int("s", s, low=1)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     x = np.asarray(x)
@@ -818,8 +799,8 @@ def quantization_variance_bound(d: int, s: int) -> float:
 
     Reference: Alistarh et al., NeurIPS 2017, Lemma 3.1.
     """
-    d = _check_positive_int("d", d)
-    s = _check_positive_int("s", s)
+    d = check_int("d", d, low=1)
+    s = check_int("s", s, low=1)
     return float(min(d / s**2, np.sqrt(d) / s))
 
 
@@ -857,7 +838,7 @@ def error_feedback_step(g, residual, compress: Callable, rng=None):
 
 def top_k_compressor(k: int) -> Callable:
     """A compressor ``fn(vector, rng)`` keeping the ``k`` largest-magnitude entries (see :func:`top_k`)."""
-    k = _check_positive_int("k", k)
+    k = check_int("k", k, low=1)
 
     def compress(x, rng=None):
         return top_k(x, min(k, np.size(x)))
@@ -868,7 +849,7 @@ def top_k_compressor(k: int) -> Callable:
 
 def quantize_compressor(s: int) -> Callable:
     """A compressor ``fn(vector, rng)`` applying :func:`stochastic_quantize` with ``s`` levels."""
-    s = _check_positive_int("s", s)
+    s = check_int("s", s, low=1)
 
     def compress(x, rng):
         return stochastic_quantize(x, s, rng)
@@ -882,7 +863,7 @@ def quantize_compressor(s: int) -> Callable:
 
 
 def _per_example_norms(per_example_grads):
-    leaves = per_example_grads.items() if isinstance(per_example_grads, dict) else [(None, per_example_grads)]
+    leaves = sorted(per_example_grads.items()) if isinstance(per_example_grads, dict) else [(None, per_example_grads)]
     sq = 0.0
     for key, a in leaves:
         a = np.asarray(a)
@@ -894,22 +875,6 @@ def _per_example_norms(per_example_grads):
             )
         sq = sq + np.sum(np.square(a).reshape(a.shape[0], -1), axis=1)
     return np.sqrt(sq)
-
-
-def _check_clip_norm(clip_norm):
-    if isinstance(clip_norm, bool) or not isinstance(clip_norm, Real) or not (
-        np.isfinite(clip_norm) and clip_norm > 0
-    ):
-        raise ValueError(f"clip_norm must be a positive number, got {clip_norm!r}")
-    return float(clip_norm)
-
-
-def _check_noise_multiplier(noise_multiplier):
-    if isinstance(noise_multiplier, bool) or not isinstance(noise_multiplier, Real) or not (
-        np.isfinite(noise_multiplier) and noise_multiplier >= 0
-    ):
-        raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier!r}")
-    return float(noise_multiplier)
 
 
 def clip_per_example(per_example_grads, clip_norm: float):
@@ -926,7 +891,7 @@ def clip_per_example(per_example_grads, clip_norm: float):
 
     Reference: M. Abadi et al., "Deep learning with differential privacy", CCS 2016.
     """
-    clip_norm = _check_clip_norm(clip_norm)
+    clip_norm = check_positive("clip_norm", clip_norm)
     norms = _per_example_norms(per_example_grads)
     factor = np.minimum(1.0, clip_norm / np.maximum(norms, np.finfo(np.float64).tiny))
 
@@ -934,7 +899,7 @@ def clip_per_example(per_example_grads, clip_norm: float):
         a = np.asarray(a)
         return a * factor.reshape((-1,) + (1,) * (a.ndim - 1)).astype(a.dtype, copy=False)
 
-    return _tmap(scale, per_example_grads)
+    return tree_map(scale, per_example_grads)
 
 
 def dp_sgd_gradient(per_example_grads, clip_norm: float, noise_multiplier: float, rng):
@@ -957,11 +922,11 @@ def dp_sgd_gradient(per_example_grads, clip_norm: float, noise_multiplier: float
 
     Reference: M. Abadi et al., "Deep learning with differential privacy", CCS 2016.
     """
-    _check_noise_multiplier(noise_multiplier)
+    check_nonnegative("noise_multiplier", noise_multiplier)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
     clipped = clip_per_example(per_example_grads, clip_norm)
-    batch = next(iter(_tleaves(clipped))).shape[0]
+    batch = next(iter(tree_leaves(clipped))).shape[0]
     std = noise_multiplier * float(clip_norm)
 
     def noisy_mean(a):
@@ -970,7 +935,7 @@ def dp_sgd_gradient(per_example_grads, clip_norm: float, noise_multiplier: float
             total = total + rng.normal(0.0, std, size=total.shape)
         return total / batch
 
-    return _tmap(noisy_mean, clipped)
+    return tree_map(noisy_mean, clipped)
 
 
 def simulate_dp_sgd(
@@ -983,10 +948,10 @@ def simulate_dp_sgd(
     lr=None,
     optimizer=None,
     keep_batches: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int = 1,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> SimulationHistory:
     r"""DP-SGD: SGD on clipped, noised minibatch gradients (:func:`dp_sgd_gradient`).
 
@@ -1012,16 +977,16 @@ def simulate_dp_sgd(
 
     Reference: M. Abadi et al., "Deep learning with differential privacy", CCS 2016.
     """
-    n = _check_problem(problem, ("n", "value", "per_example_grads"))
-    steps = _check_positive_int("steps", steps)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    n = check_finite_sum(problem, ("n", "value", "per_example_grads"))
+    steps = check_int("steps", steps, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= problem.n = {n}, got {batch_size}")
-    clip_norm = _check_clip_norm(clip_norm)
+    clip_norm = check_positive("clip_norm", clip_norm)
     lr = _check_step_rule(lr, optimizer)
-    rng = np.random.default_rng(seed)
-    _check_noise_multiplier(noise_multiplier)
-    theta = _start(problem, theta0, seed)
+    rng = make_rng(seed)
+    check_nonnegative("noise_multiplier", noise_multiplier)
+    theta = initial_params(problem, theta0, seed)
     step_fn = _Stepper(theta, lr, optimizer)
     log = _StepLogger(problem, f"DP-SGD (C={clip_norm:g}, sigma={noise_multiplier:g})", log_every,
                       diverge_factor)
@@ -1034,7 +999,7 @@ def simulate_dp_sgd(
             used.append(idx)
         g = dp_sgd_gradient(problem.per_example_grads(theta, idx), clip_norm, noise_multiplier, rng)
         evals += batch_size
-        theta = step_fn(theta, _tmap(lambda gi, t_: gi.astype(t_.dtype, copy=False), g, theta))
+        theta = step_fn(theta, tree_map(lambda gi, t_: gi.astype(t_.dtype, copy=False), g, theta))
         if not log(theta, t + 1, evals):
             break
     log(theta, step_fn.count, evals, force=True)

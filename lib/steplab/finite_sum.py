@@ -14,7 +14,7 @@ fair way to compare SGD (1 evaluation per step at batch size 1) with SVRG and SA
 (2 per inner step plus :math:`n` per snapshot) and SAGA (1 per step plus :math:`n` for its
 table). All four share one signature::
 
-    method(problem, lr, budget, *, batch_size=1, seed=0, theta0=None, log_every=None, ...)
+    method(problem, lr, budget, *, batch_size=1, seed=None, theta0=None, log_every=None, ...)
 
 and return an :class:`EvalHistory`. A run stops before any operation whose cost would take
 the count above ``budget``, so every method spends at most ``budget`` evaluations.
@@ -23,13 +23,24 @@ the count above ``budget``, so every method spends at most ``budget`` evaluation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Any, Callable
 
 import numpy as np
 
-from .optim.base import check_int
-from .run import Record, _loss_threshold
+from ._checks import (
+    DIVERGE_FACTOR,
+    check_choice,
+    check_diverge_factor,
+    check_finite_sum,
+    check_int,
+    check_lr,
+    divergence_limit,
+    is_diverged,
+    lr_at,
+    make_rng,
+)
+from ._tree import initial_params, sgd_step, tree_all_finite, tree_copy, tree_map
+from .run import Record
 
 __all__ = [
     "EvalHistory",
@@ -44,81 +55,11 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# trees: a parameter is an ndarray or a flat dict of ndarrays
-
-
-def _tmap(fn, *trees):
-    if isinstance(trees[0], dict):
-        return {k: fn(*(t[k] for t in trees)) for k in trees[0]}
-    return fn(*trees)
-
-
-def _tleaves(tree):
-    return list(tree.values()) if isinstance(tree, dict) else [tree]
-
-
-def _tcopy(tree):
-    return _tmap(lambda a: np.array(a, copy=True), tree)
-
-
-def _sgd_step(theta, g, lr):
-    return _tmap(lambda t, d: (t - lr * d).astype(t.dtype, copy=False), theta, g)
-
-
-def _finite(tree) -> bool:
-    return all(np.all(np.isfinite(a)) for a in _tleaves(tree))
-
-
-# ---------------------------------------------------------------------------
 # validation
 
 
-def _check_problem(problem, need=("n", "value", "grad", "grad_batch")):
-    for attr in need:
-        if not hasattr(problem, attr):
-            raise ValueError(
-                f"problem must be a finite sum with attribute {attr!r}; "
-                f"{type(problem).__name__} has none"
-            )
-    n = problem.n
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"problem.n must be a positive integer, got {n!r}")
-    return int(n)
-
-
-def _check_positive_int(name, value, minimum=1):
-    return check_int(name, value, low=minimum)
-
-
-def _check_lr(lr, name="lr"):
-    if callable(lr):
-        return lr
-    if isinstance(lr, bool) or not isinstance(lr, Real) or not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{name} must be a positive number or a schedule, got {lr!r}")
-    return float(lr)
-
-
-def _lr_at(lr, step, name="lr"):
-    if not callable(lr):
-        return lr
-    eta = lr(step)
-    # a schedule may decay to 0, but a negative or NaN step would run the method backwards
-    if isinstance(eta, bool) or not isinstance(eta, Real) or not np.isfinite(eta) or eta < 0:
-        raise ValueError(f"the {name} schedule must return a finite number >= 0, got {eta!r} at step {step}")
-    return float(eta)
-
-
 def _check_batch_size(batch_size, n):
-    batch_size = _check_positive_int("batch_size", batch_size)
-    if batch_size > n:
-        raise ValueError(f"batch_size must be <= problem.n = {n}, got {batch_size}")
-    return batch_size
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
+    return check_int("batch_size", batch_size, low=1, high=n)
 
 
 def _sample(rng, n, batch_size):
@@ -200,8 +141,8 @@ def _exceeds_limit(logger, loss) -> bool:
     """The divergence test of :func:`steplab.run.minimize`: ``loss`` is non-finite or above
     ``diverge_factor * max(|first logged loss|, 1)`` (the limit is set by the first call)."""
     if logger.limit is None:
-        logger.limit = _loss_threshold(loss, logger.diverge_factor)
-    return not np.isfinite(loss) or abs(loss) > logger.limit
+        logger.limit = divergence_limit(loss, logger.diverge_factor)
+    return is_diverged(loss, logger.limit)
 
 
 class _Logger:
@@ -220,7 +161,7 @@ class _Logger:
 
     def __call__(self, theta, evals, steps, force=False) -> bool:
         """Record if due; return False when the run must stop (diverged)."""
-        if not _finite(theta):
+        if not tree_all_finite(theta):
             self.diverged_at = steps
             return False
         if not force and evals < self.next_log:
@@ -254,30 +195,20 @@ class _Logger:
 
 
 def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, method, need):
-    n = _check_problem(problem, need)
-    lr = _check_lr(lr)
-    budget = _check_positive_int("budget", budget)
+    n = check_finite_sum(problem, need, what=method)
+    lr = check_lr(lr)
+    budget = check_int("budget", budget, low=1)
     batch_size = _check_batch_size(batch_size, n)
-    log_every = n if log_every is None else _check_positive_int("log_every", log_every)
-    if not (isinstance(diverge_factor, Real) and diverge_factor > 1):
-        raise ValueError(f"diverge_factor must be a number > 1, got {diverge_factor!r}")
-    theta = _start(problem, theta0, seed)
+    log_every = n if log_every is None else check_int("log_every", log_every, low=1)
+    diverge_factor = check_diverge_factor(diverge_factor)
+    theta = initial_params(problem, theta0, seed)
     return n, lr, budget, batch_size, theta, _Logger(problem, method, n, log_every, diverge_factor)
-
-
-def _start(problem, theta0, seed):
-    """A floating copy of ``theta0`` (default ``problem.init_params(seed)``), checked finite."""
-    theta = problem.init_params(seed) if theta0 is None else theta0
-    theta = _tmap(lambda a: np.array(a, dtype=np.result_type(np.asarray(a), np.float32), copy=True), theta)
-    if not _finite(theta):
-        raise ValueError("theta0 must be finite, got non-finite entries")
-    return theta
 
 
 def _check_inner(m, n, batch_size):
     if m is None:
         return max(1, (2 * n) // batch_size)
-    return _check_positive_int("m", m)
+    return check_int("m", m, low=1)
 
 
 # ---------------------------------------------------------------------------
@@ -310,7 +241,7 @@ def svrg_estimator(problem, theta, idx, snapshot, snapshot_grad):
     """
     g_theta = problem.grad_batch(theta, idx)
     g_snap = problem.grad_batch(snapshot, idx)
-    return _tmap(lambda a, b, c: a - b + c, g_theta, g_snap, snapshot_grad)
+    return tree_map(lambda a, b, c: a - b + c, g_theta, g_snap, snapshot_grad)
 
 
 def saga_estimator(problem, theta, idx, table, table_mean):
@@ -339,11 +270,11 @@ def saga_estimator(problem, theta, idx, table, table_mean):
     """
     idx = np.asarray(idx)
     new = problem.per_example_grads(theta, idx)
-    return _saga_combine(new, _tmap(lambda t: t[idx], table), table_mean)
+    return _saga_combine(new, tree_map(lambda t: t[idx], table), table_mean)
 
 
 def _saga_combine(new, old, table_mean):
-    return _tmap(lambda a, b, c: (a - b).mean(axis=0) + c, new, old, table_mean)
+    return tree_map(lambda a, b, c: (a - b).mean(axis=0) + c, new, old, table_mean)
 
 
 def sarah_estimator(problem, theta, theta_prev, v_prev, idx):
@@ -372,7 +303,7 @@ def sarah_estimator(problem, theta, theta_prev, v_prev, idx):
     """
     g_new = problem.grad_batch(theta, idx)
     g_old = problem.grad_batch(theta_prev, idx)
-    return _tmap(lambda a, b, c: a - b + c, g_new, g_old, v_prev)
+    return tree_map(lambda a, b, c: a - b + c, g_new, g_old, v_prev)
 
 
 # ---------------------------------------------------------------------------
@@ -385,10 +316,10 @@ def sgd(
     budget: int,
     *,
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""Minibatch SGD with its gradient evaluations counted.
 
@@ -403,8 +334,9 @@ def sgd(
         lr: step size :math:`\eta`, a positive number or a schedule ``step -> float``.
         budget: maximum number of gradient evaluations.
         batch_size: examples per step.
-        seed: seed of ``np.random.default_rng`` for the index draws.
-        theta0: starting point (default ``problem.init_params(seed)``, as in :func:`steplab.run.minimize`).
+        seed: seed of ``np.random.default_rng`` for the index draws (``None``: 0) and of
+            ``problem.init_params`` (``None``: the problem's own), as in :func:`steplab.run.minimize`.
+        theta0: starting point (default ``problem.init_params(seed)``).
         log_every: log the full loss every this many evaluations (default ``n``).
         diverge_factor: stop when the loss exceeds this times ``max(initial loss, 1)``.
 
@@ -415,14 +347,14 @@ def sgd(
         problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, "SGD",
         ("n", "value", "grad_batch"),
     )
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     evals = steps = 0
     log(theta, evals, steps, force=True)
     while evals + b <= budget:
         idx = _sample(rng, n, b)
         g = problem.grad_batch(theta, idx)
         evals += b
-        theta = _sgd_step(theta, g, _lr_at(lr, steps))
+        theta = sgd_step(theta, g, lr_at(lr, steps))
         steps += 1
         if not log(theta, evals, steps):
             break
@@ -438,10 +370,10 @@ def svrg(
     m: int | None = None,
     snapshot: str = "last",
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""Stochastic variance-reduced gradient (SVRG).
 
@@ -476,26 +408,26 @@ def svrg(
         ("n", "value", "grad", "grad_batch"),
     )
     m = _check_inner(m, n, b)
-    _check_choice("snapshot", snapshot, ("last", "random"))
-    rng = np.random.default_rng(seed)
+    check_choice("snapshot", snapshot, ("last", "random"))
+    rng = make_rng(seed)
     evals = steps = 0
     ok = log(theta, evals, steps, force=True)
     while ok and evals + n <= budget:
-        snap = _tcopy(theta)
+        snap = tree_copy(theta)
         snap_grad = problem.grad(snap)
         evals += n
         keep_at = int(rng.integers(0, m)) if snapshot == "random" else None
         kept = None
         for t in range(m):
             if t == keep_at:
-                kept = _tcopy(theta)
+                kept = tree_copy(theta)
             if evals + 2 * b > budget:
                 ok = False
                 break
             idx = _sample(rng, n, b)
             g = svrg_estimator(problem, theta, idx, snap, snap_grad)
             evals += 2 * b
-            theta = _sgd_step(theta, g, _lr_at(lr, steps))
+            theta = sgd_step(theta, g, lr_at(lr, steps))
             steps += 1
             if not log(theta, evals, steps):
                 ok = False
@@ -512,10 +444,10 @@ def saga(
     budget: int,
     *,
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""SAGA: SGD corrected by a table of stored per-example gradients.
 
@@ -543,21 +475,21 @@ def saga(
         problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, "SAGA",
         ("n", "value", "per_example_grads"),
     )
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     evals = steps = 0
     log(theta, evals, steps, force=True)
     if n <= budget:
         table = problem.per_example_grads(theta, np.arange(n))
-        table = _tmap(lambda a: np.array(a, dtype=np.float64), table)
+        table = tree_map(lambda a: np.array(a, dtype=np.float64), table)
         evals += n
-        table_mean = _tmap(lambda a: a.mean(axis=0), table)
+        table_mean = tree_map(lambda a: a.mean(axis=0), table)
         while evals + b <= budget:
             idx = _sample(rng, n, b)
             new = problem.per_example_grads(theta, idx)
-            old = _tmap(lambda t: t[idx], table)
+            old = tree_map(lambda t: t[idx], table)
             g = _saga_combine(new, old, table_mean)
             evals += b
-            theta = _sgd_step(theta, g, _lr_at(lr, steps))
+            theta = sgd_step(theta, g, lr_at(lr, steps))
             steps += 1
 
             def refresh(t, mean, a, o):
@@ -565,7 +497,7 @@ def saga(
                 t[idx] = a
                 return mean
 
-            table_mean = _tmap(refresh, table, table_mean, new, old)
+            table_mean = tree_map(refresh, table, table_mean, new, old)
             if not log(theta, evals, steps):
                 break
     log(theta, evals, steps, force=True)
@@ -580,10 +512,10 @@ def sarah(
     m: int | None = None,
     snapshot: str = "last",
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""SARAH: stochastic recursive gradient with a full-gradient restart every ``m`` steps.
 
@@ -616,24 +548,24 @@ def sarah(
         ("n", "value", "grad", "grad_batch"),
     )
     m = _check_inner(m, n, b)
-    _check_choice("snapshot", snapshot, ("last", "random"))
-    rng = np.random.default_rng(seed)
+    check_choice("snapshot", snapshot, ("last", "random"))
+    rng = make_rng(seed)
     evals = steps = 0
     ok = log(theta, evals, steps, force=True)
     while ok and evals + n <= budget:
         keep_at = int(rng.integers(0, m + 1)) if snapshot == "random" else None
-        kept = _tcopy(theta) if keep_at == 0 else None
+        kept = tree_copy(theta) if keep_at == 0 else None
         v = problem.grad(theta)
         evals += n
         theta_prev = theta
-        theta = _sgd_step(theta, v, _lr_at(lr, steps))
+        theta = sgd_step(theta, v, lr_at(lr, steps))
         steps += 1
         ok = log(theta, evals, steps)
         for t in range(1, m):
             if not ok:
                 break
             if t == keep_at:
-                kept = _tcopy(theta)
+                kept = tree_copy(theta)
             if evals + 2 * b > budget:
                 ok = False
                 break
@@ -641,7 +573,7 @@ def sarah(
             v = sarah_estimator(problem, theta, theta_prev, v, idx)
             evals += 2 * b
             theta_prev = theta
-            theta = _sgd_step(theta, v, _lr_at(lr, steps))
+            theta = sgd_step(theta, v, lr_at(lr, steps))
             steps += 1
             ok = log(theta, evals, steps)
         if ok and kept is not None:

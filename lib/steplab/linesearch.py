@@ -15,7 +15,9 @@ from typing import Callable
 import numpy as np
 
 from . import optim
-from .run import History, _check_steps, _check_tol, _copy, _initial_params, _stack_trajectory
+from ._checks import check_int
+from ._tree import initial_params, tree_copy
+from .run import History, check_tol, stack_trajectory
 
 __all__ = ["LineSearchError", "armijo", "gd_armijo"]
 
@@ -157,18 +159,18 @@ def gd_armijo(
 
     Reference: Armijo (1966); Nocedal and Wright, *Numerical Optimization*, 2nd ed., Sec. 3.1.
     """
-    steps = _check_steps(steps)
+    steps = check_int("steps", steps)
     t0, beta, c, max_backtracks = _check_search(t0, beta, c, max_backtracks)
-    grad_tol = _check_tol("grad_tol", grad_tol)
+    grad_tol = check_tol("grad_tol", grad_tol)
     if not isinstance(keep_trajectory, (bool, np.bool_)):
         raise ValueError(f"keep_trajectory must be True or False, got {keep_trajectory!r}")
-    theta = _initial_params(problem, theta0, seed)
+    theta = initial_params(problem, theta0, seed)
     f_k = float(problem.value(theta))
     if not np.isfinite(f_k):
         raise ValueError(f"the initial loss f(theta0) must be finite, got {f_k}")
 
     losses, gnorms, unorms, step_sizes, n_evals = [f_k], [], [], [], []
-    thetas = [_copy(theta)] if keep_trajectory else None
+    thetas = [tree_copy(theta)] if keep_trajectory else None
     diverged_at, reason, stop_reason = None, None, "steps"
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for k in range(steps):
@@ -194,7 +196,7 @@ def gd_armijo(
             losses.append(f_new)
             theta, f_k = new_theta, f_new
             if keep_trajectory:
-                thetas.append(_copy(theta))
+                thetas.append(tree_copy(theta))
 
     step_sizes = np.array(step_sizes, dtype=np.float64)
     return History(
@@ -204,7 +206,7 @@ def gd_armijo(
         lr=step_sizes,
         params=theta,
         metrics={"step_size": step_sizes.copy(), "n_evals": np.array(n_evals, dtype=np.int64)},
-        trajectory=_stack_trajectory(thetas) if keep_trajectory else None,
+        trajectory=stack_trajectory(thetas) if keep_trajectory else None,
         diverged_at=diverged_at,
         reason=reason,
         stop_reason=stop_reason,

@@ -26,13 +26,24 @@ silenced, since the loop detects their result itself.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from . import optim
+from ._checks import (
+    DIVERGE_FACTOR,
+    lr_at,
+    check_bool,
+    check_diverge_factor,
+    check_int,
+    check_nonnegative,
+    check_unit_interval,
+    divergence_limit,
+    make_rng,
+)
+from ._tree import initial_params, tree_copy
 
 __all__ = ["Record", "History", "Runs", "minimize", "minimize_online", "sweep_lr", "sgd_runs"]
 
@@ -167,18 +178,6 @@ class History(Record):
 # ------------------------------------------------------------------ validation
 
 
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    return int(steps)
-
-
-def _check_diverge_factor(diverge_factor) -> float:
-    if isinstance(diverge_factor, bool) or not isinstance(diverge_factor, numbers.Real) or not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be a number > 1, got {diverge_factor!r}")
-    return float(diverge_factor)
-
-
 def _check_metrics(metrics) -> dict[str, Callable]:
     if metrics is None:
         return {}
@@ -192,29 +191,13 @@ def _check_metrics(metrics) -> dict[str, Callable]:
     return dict(metrics)
 
 
-def _check_tol(name: str, value) -> float | None:
-    if value is None:
-        return None
-    return optim.check_nonnegative(name, value)
+def check_tol(name: str, value) -> float | None:
+    """A stopping tolerance: ``None`` (off) or a finite number >= 0."""
+    return None if value is None else check_nonnegative(name, value)
 
 
-def _copy(tree):
-    return optim.tree_map(lambda a: np.array(a, copy=True), tree)
-
-
-def _initial_params(problem, theta0, seed):
-    if theta0 is None:
-        return problem.init_params(seed)
-    return _copy(theta0)
-
-
-def _loss_threshold(loss0: float, diverge_factor: float) -> float:
-    if not np.isfinite(loss0):
-        raise ValueError(f"the initial loss f(theta0) must be finite, got {loss0}")
-    return diverge_factor * max(abs(loss0), 1.0)
-
-
-def _stack_trajectory(thetas: list):
+def stack_trajectory(thetas: list):
+    """The iterates of a run: one stacked array for array parameters, the list of dicts otherwise."""
     if thetas and not isinstance(thetas[0], dict):
         return np.stack(thetas)
     return thetas
@@ -237,11 +220,11 @@ def minimize(
     optimizer: optim.GradientTransformation,
     steps: int,
     batch_size: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     metrics: dict[str, Callable] | None = None,
     keep_trajectory: bool = False,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
     progress: bool = False,
     grad_tol: float | None = None,
     rel_tol: float | None = None,
@@ -259,8 +242,10 @@ def minimize(
         optimizer: a ``steplab.optim.GradientTransformation``.
         steps: number of updates $T$.
         batch_size: ``None`` for the full gradient, else $B$ examples drawn without replacement
-            at each step from ``np.random.default_rng(seed)``.
-        seed: seeds the minibatch sampler and, when ``theta0`` is None, ``problem.init_params``.
+            at each step from ``np.random.default_rng(seed)`` (``seed=None``: 0).
+        seed: seeds the minibatch sampler and, when ``theta0`` is None, ``problem.init_params``;
+            ``None`` keeps the problem's own initialization (``MLP(seed=5)`` starts from its
+            seed-5 weights).
         theta0: starting parameters (copied; default ``problem.init_params(seed)``).
         metrics: extra series, name -> ``fn(theta, grad, update, state) -> float``, called
             with $\theta_t$, $g_t$, $u_t$ and the optimizer state after the update.
@@ -290,16 +275,13 @@ def minimize(
     Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
     Learning", SIAM Review 60(2), 2018, Algorithm 4.1.
     """
-    steps = _check_steps(steps)
-    diverge_factor = _check_diverge_factor(diverge_factor)
+    steps = check_int("steps", steps)
+    diverge_factor = check_diverge_factor(diverge_factor)
     metric_fns = _check_metrics(metrics)
-    grad_tol = _check_tol("grad_tol", grad_tol)
-    rel_tol = _check_tol("rel_tol", rel_tol)
-    if isinstance(metrics_every, bool) or not isinstance(metrics_every, numbers.Integral) or metrics_every < 1:
-        raise ValueError(f"metrics_every must be a positive integer, got {metrics_every!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, numbers.Integral) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    eval_every = int(eval_every)
+    grad_tol = check_tol("grad_tol", grad_tol)
+    rel_tol = check_tol("rel_tol", rel_tol)
+    metrics_every = check_int("metrics_every", metrics_every, low=1)
+    eval_every = check_int("eval_every", eval_every, low=1)
     if eval_every > 1 and rel_tol is not None:
         raise ValueError(f"rel_tol compares consecutive losses and needs eval_every=1, got eval_every={eval_every}")
     if not isinstance(optimizer, optim.GradientTransformation):
@@ -312,23 +294,21 @@ def minimize(
                 f"{type(problem).__name__} has none (use batch_size=None)"
             )
         n = int(problem.n)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must be an integer in [1, n = {n}], got {batch_size!r}")
-        batch_size = int(batch_size)
-    rng = np.random.default_rng(seed)
+        batch_size = check_int("batch_size", batch_size, low=1, high=n)
+    rng = make_rng(seed)
 
-    theta = _initial_params(problem, theta0, seed)
+    theta = initial_params(problem, theta0, seed)
     state = optimizer.init(theta)
     has_lr = optim.current_lr(state) is not None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         loss0 = float(problem.value(theta))
-    threshold = _loss_threshold(loss0, diverge_factor)
+    threshold = divergence_limit(loss0, diverge_factor)
 
     losses, gnorms, unorms, lrs = [loss0], [], [], []
     loss_steps = [0]
     series = {name: [] for name in metric_fns}
     metric_steps = []
-    thetas = [_copy(theta)] if keep_trajectory else None
+    thetas = [tree_copy(theta)] if keep_trajectory else None
     diverged_at, reason, stop_reason = None, None, "steps"
     it, bar = _progress(steps, progress)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -374,7 +354,7 @@ def minimize(
                 loss_steps.append(t + 1)
             theta, state = new_theta, new_state
             if keep_trajectory:
-                thetas.append(_copy(theta))
+                thetas.append(tree_copy(theta))
             if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
                 bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
             if rel_tol is not None and abs(loss_prev - loss) <= rel_tol * max(abs(loss_prev), 1.0):
@@ -394,7 +374,7 @@ def minimize(
         lr=np.array(lrs, dtype=np.float64) if has_lr else None,
         params=theta,
         metrics={name: np.array(v) for name, v in series.items()},
-        trajectory=_stack_trajectory(thetas) if keep_trajectory else None,
+        trajectory=stack_trajectory(thetas) if keep_trajectory else None,
         diverged_at=diverged_at,
         reason=reason,
         stop_reason="diverged" if diverged_at is not None else stop_reason,
@@ -440,7 +420,7 @@ def minimize_online(
     Reference: Zinkevich, "Online Convex Programming and Generalized Infinitesimal Gradient
     Ascent", ICML 2003; Reddi, Kale and Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
     """
-    steps = _check_steps(steps)
+    steps = check_int("steps", steps)
     metric_fns = _check_metrics(metrics)
     for attr in ("value_at", "grad_at", "project"):
         if not hasattr(problem, attr):
@@ -449,12 +429,12 @@ def minimize_online(
             )
     if not isinstance(optimizer, optim.GradientTransformation):
         raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
-    theta = problem.project(_initial_params(problem, theta0, 0))
+    theta = problem.project(initial_params(problem, theta0, 0))
     if not optim.tree_all_finite(theta):
         raise ValueError("theta0 must be finite, got non-finite entries")
     state = optimizer.init(theta)
     has_lr = optim.current_lr(state) is not None
-    losses, gnorms, unorms, lrs, iterates = [], [], [], [], [_copy(theta)]
+    losses, gnorms, unorms, lrs, iterates = [], [], [], [], [tree_copy(theta)]
     series = {name: [] for name in metric_fns}
     diverged_at, reason = None, None
     it, bar = _progress(steps, progress)
@@ -479,7 +459,7 @@ def minimize_online(
             for name, fn in metric_fns.items():
                 series[name].append(float(fn(theta, g, updates, new_state)))
             theta, state = new_theta, new_state
-            iterates.append(_copy(theta))
+            iterates.append(tree_copy(theta))
             if bar is not None and (i % max(1, steps // 100) == 0 or i == steps - 1):
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
     if bar is not None:
@@ -494,7 +474,7 @@ def minimize_online(
         lr=np.array(lrs, dtype=np.float64) if has_lr else None,
         params=theta,
         metrics=out,
-        trajectory=_stack_trajectory(iterates) if keep_trajectory else None,
+        trajectory=stack_trajectory(iterates) if keep_trajectory else None,
         diverged_at=diverged_at,
         reason=reason,
         stop_reason="diverged" if diverged_at is not None else "steps",
@@ -514,7 +494,7 @@ def sweep_lr(
     theta0=None,
     seed: int = 0,
     keep_trajectory: bool = False,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> list[History]:
     r"""Full-batch gradient descent for many learning rates at once.
 
@@ -548,8 +528,8 @@ def sweep_lr(
     methods", USSR Comput. Math. Math. Phys. 4(5), 1964; I. Sutskever, J. Martens, G. Dahl and
     G. Hinton, "On the importance of initialization and momentum in deep learning", ICML 2013.
     """
-    steps = _check_steps(steps)
-    diverge_factor = _check_diverge_factor(diverge_factor)
+    steps = check_int("steps", steps)
+    diverge_factor = check_diverge_factor(diverge_factor)
     if not getattr(problem, "batched", False):
         raise ValueError(
             f"sweep_lr needs a problem with batched = True; {type(problem).__name__} is not "
@@ -560,17 +540,17 @@ def sweep_lr(
         raise ValueError(f"lrs must be a non-empty 1-D sequence, got shape {lr.shape}")
     if not np.all(np.isfinite(lr) & (lr >= 0)):
         raise ValueError(f"lrs must be finite and >= 0, got {lr.tolist()}")
-    momentum = optim.check_unit_interval("momentum", momentum)
-    nesterov = optim.check_bool("nesterov", nesterov)
+    momentum = check_unit_interval("momentum", momentum)
+    nesterov = check_bool("nesterov", nesterov)
     if nesterov and momentum == 0.0:
         raise ValueError(f"nesterov=True requires momentum > 0, got momentum={momentum!r}")
 
-    x0 = np.asarray(_initial_params(problem, theta0, seed))
+    x0 = np.asarray(initial_params(problem, theta0, seed))
     if x0.ndim != 1:
         raise ValueError(f"theta0 must be a 1-D parameter vector, got shape {x0.shape}")
     k = lr.size
     loss0 = float(problem.value(x0))
-    threshold = _loss_threshold(loss0, diverge_factor)
+    threshold = divergence_limit(loss0, diverge_factor)
 
     theta = np.tile(x0, (k, 1))
     buf = np.zeros_like(theta)
@@ -723,9 +703,8 @@ def _record_steps(steps: int, record_every, record_steps) -> np.ndarray:
         if rec.size and (rec[0] < 0 or rec[-1] > steps):
             raise ValueError(f"record_steps must lie in [0, steps = {steps}], got {np.asarray(record_steps).tolist()}")
         return np.union1d(rec, [0, steps])
-    if isinstance(record_every, bool) or not isinstance(record_every, numbers.Integral) or record_every < 1:
-        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
-    return np.union1d(np.arange(0, steps + 1, int(record_every)), [steps])
+    record_every = check_int("record_every", record_every, low=1)
+    return np.union1d(np.arange(0, steps + 1, record_every), [steps])
 
 
 def sgd_runs(
@@ -794,40 +773,29 @@ def sgd_runs(
     Learning", SIAM Review 60(2), 2018, Section 4; Polyak and Juditsky, "Acceleration of
     stochastic approximation by averaging", SIAM J. Control Optim. 30(4), 1992.
     """
-    steps = _check_steps(steps)
-    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 1:
-        raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
-    n_runs = int(n_runs)
+    steps = check_int("steps", steps)
+    n_runs = check_int("n_runs", n_runs, low=1)
     if not getattr(problem, "batched", False):
         raise ValueError(
             f"sgd_runs needs a problem with batched = True; {type(problem).__name__} is not "
             "(run minimize in a loop instead)"
         )
-    if callable(lr):
-        schedule = lr
-    else:
-        eta = optim.check_nonnegative("lr", lr)
-        schedule = lambda t: eta  # noqa: E731
-    noise_std = optim.check_nonnegative("noise_std", noise_std)
+    lr = optim.check_lr(lr)
+    noise_std = check_nonnegative("noise_std", noise_std)
     if average not in (False, True, "lr"):
         raise ValueError(f"average must be False, True or 'lr', got {average!r}")
-    if isinstance(average_start, bool) or not isinstance(average_start, numbers.Integral) or average_start < 0:
-        raise ValueError(f"average_start must be a non-negative integer, got {average_start!r}")
+    average_start = check_int("average_start", average_start)
     n = None
     if batch_size is not None:
         if not hasattr(problem, "grad_batches"):
             raise ValueError(f"batch_size={batch_size!r} needs a finite-sum problem; {type(problem).__name__} is not")
         n = int(problem.n)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        batch_size = int(batch_size)
+        batch_size = check_int("batch_size", batch_size, low=1)
     rec = _record_steps(steps, record_every, record_steps)
-    if not isinstance(record_loss, (bool, np.bool_)):
-        raise ValueError(f"record_loss must be True or False, got {record_loss!r}")
-    if not isinstance(record_grad_norm2, (bool, np.bool_)):
-        raise ValueError(f"record_grad_norm2 must be True or False, got {record_grad_norm2!r}")
+    record_loss = check_bool("record_loss", record_loss)
+    record_grad_norm2 = check_bool("record_grad_norm2", record_grad_norm2)
 
-    x0 = np.asarray(_initial_params(problem, theta0, seed), dtype=np.float64)
+    x0 = np.asarray(initial_params(problem, theta0, seed), dtype=np.float64)
     if not np.all(np.isfinite(x0)):
         raise ValueError("theta0 must be finite, got non-finite entries")
     if x0.shape == (problem.dim,):
@@ -839,7 +807,7 @@ def sgd_runs(
     x_star = getattr(problem, "minimizer", None)
     x_star = None if x_star is None else np.asarray(x_star, dtype=np.float64)
     f_star = getattr(problem, "f_star", None)
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     dim = theta.shape[1]
 
     loss = np.empty((rec.size, n_runs)) if record_loss else None
@@ -878,7 +846,7 @@ def sgd_runs(
                 j += 1
             if t == steps:
                 break
-            eta_t = float(schedule(t))
+            eta_t = lr_at(lr, t)
             lrs[t] = eta_t
             if batch_size is None:
                 g = g_full if g_full is not None else np.asarray(problem.grad(theta), dtype=np.float64)

@@ -25,6 +25,7 @@ from .base import (
     check_positive,
     check_tree_match,
     check_unit_interval,
+    lr_at,
     tree_map,
     tree_norm,
     tree_zeros_like,
@@ -130,14 +131,11 @@ def scale_by_learning_rate(lr, flip_sign: bool = True) -> GradientTransformation
     flip_sign = check_bool("flip_sign", flip_sign)
     sign = -1.0 if flip_sign else 1.0
 
-    def rate(count: int) -> float:
-        return float(lr(count)) if callable(lr) else lr
-
     def init(params):
-        return ScaleByLearningRateState(count=0, lr=rate(0))
+        return ScaleByLearningRateState(count=0, lr=lr_at(lr, 0))
 
     def update(updates, state, params=None):
-        eta = rate(state.count)
+        eta = lr_at(lr, state.count)
         factor = sign * eta
         return tree_map(lambda g: g * factor, updates), ScaleByLearningRateState(state.count + 1, eta)
 
@@ -168,6 +166,23 @@ def current_lr(state) -> float | None:
 # --------------------------------------------------------------------------- weight decay
 
 
+def _add_weights(weight_decay: float, name: str) -> GradientTransformation:
+    r""":math:`u = g + \lambda \theta`: the body of :func:`add_l2` and :func:`add_decayed_weights`,
+    which differ only in where a chain puts them."""
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+
+    def init(params):
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        if weight_decay == 0.0:
+            return updates, state
+        _need_params(name, params)
+        return tree_map(lambda g, p: g + weight_decay * p, updates, params), state
+
+    return GradientTransformation(init, update)
+
+
 def add_l2(weight_decay: float) -> GradientTransformation:
     r"""Coupled weight decay (L2 regularization): :math:`u = g + \lambda \theta`.
 
@@ -179,18 +194,7 @@ def add_l2(weight_decay: float) -> GradientTransformation:
 
     Reference: Krogh and Hertz, *A Simple Weight Decay Can Improve Generalization*, 1991.
     """
-    weight_decay = check_nonnegative("weight_decay", weight_decay)
-
-    def init(params):
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if weight_decay == 0.0:
-            return updates, state
-        _need_params("add_l2", params)
-        return tree_map(lambda g, p: g + weight_decay * p, updates, params), state
-
-    return GradientTransformation(init, update)
+    return _add_weights(weight_decay, "add_l2")
 
 
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
@@ -204,18 +208,7 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
 
     Reference: Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
-    weight_decay = check_nonnegative("weight_decay", weight_decay)
-
-    def init(params):
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if weight_decay == 0.0:
-            return updates, state
-        _need_params("add_decayed_weights", params)
-        return tree_map(lambda u, p: u + weight_decay * p, updates, params), state
-
-    return GradientTransformation(init, update)
+    return _add_weights(weight_decay, "add_decayed_weights")
 
 
 # --------------------------------------------------------------------------- momentum

@@ -26,40 +26,12 @@ shapes ``(k,)`` and ``(k, dim)``), so many step sizes or seeds run at once.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 __all__ = ["Problem", "FiniteSumProblem"]
 
 
 # ---------------------------------------------------------------- validation
-
-
-def _check_scalar(name, value, *, low=None, low_inclusive=True, high=None):
-    """Return ``float(value)`` after checking it is a finite real in range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None:
-        if low_inclusive and value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value!r}")
-        if not low_inclusive and value <= low:
-            raise ValueError(f"{name} must be > {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return value
-
-
-def _check_int(name, value, *, low=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return value
 
 
 def _as_float_array(name, x):

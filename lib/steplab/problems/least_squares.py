@@ -6,7 +6,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .base import FiniteSumProblem, _as_float_array, _check_data_matrix, _check_scalar
+from .._checks import check_number
+from .base import FiniteSumProblem, _as_float_array, _check_data_matrix
 
 __all__ = ["LeastSquares"]
 
@@ -61,7 +62,7 @@ class LeastSquares(FiniteSumProblem):
             raise ValueError(f"b has length {b.shape[0]} but A has {A.shape[0]} rows")
         if not np.all(np.isfinite(b)):
             raise ValueError("b has non-finite entries")
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.A = A.astype(np.float64)
         self.b = b.astype(np.float64)
         self.n, self.dim = A.shape

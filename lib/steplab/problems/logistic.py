@@ -6,13 +6,12 @@ from functools import cached_property
 
 import numpy as np
 
+from .._checks import check_int, check_number
 from .base import (
     FiniteSumProblem,
     _cg,
     _check_data_matrix,
-    _check_int,
     _check_labels,
-    _check_scalar,
     _newton,
 )
 
@@ -36,9 +35,11 @@ def log_softmax(Z):
     r""":math:`\log \mathrm{softmax}(z)_c = z_c - \log\sum_{c'} e^{z_{c'}}`, along the last axis.
 
     Computed with the log-sum-exp shift :math:`m = \max_c z_c`, so no
-    exponential overflows.
+    exponential overflows. Computed in the floating dtype of ``Z`` (float64 for integers).
     """
-    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.asarray(Z)
+    if not np.issubdtype(Z.dtype, np.floating):
+        Z = Z.astype(np.float64)
     m = np.max(Z, axis=-1, keepdims=True)
     return Z - (m + np.log(np.sum(np.exp(Z - m), axis=-1, keepdims=True)))
 
@@ -184,7 +185,7 @@ class LogisticRegression(_Classifier):
     def __init__(self, X, y, l2=0.0):
         X = _check_data_matrix("X", X)
         self.y = _binary_labels(y, X.shape[0])
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.X = X.astype(np.float64)
         self.n, self.dim = X.shape
         self.n_classes = 2
@@ -319,9 +320,9 @@ class SoftmaxRegression(_Classifier):
             if y_arr.ndim != 1 or y_arr.size == 0 or not np.issubdtype(y_arr.dtype, np.number):
                 raise ValueError(f"y must be a 1-D array of integer labels, got shape {y_arr.shape}")
             n_classes = max(2, int(np.max(y_arr)) + 1)
-        self.n_classes = _check_int("n_classes", n_classes, low=2)
+        self.n_classes = check_int("n_classes", n_classes, low=2)
         self.y = _check_labels("y", y_arr, self.n_classes, X.shape[0])
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.X = X.astype(np.float64)
         self.n, self.n_features = X.shape
         self.dim = self.n_features * self.n_classes

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int, check_number
+from .logistic import log_softmax
 from .base import (
     FiniteSumProblem,
     _as_float_array,
     _check_data_matrix,
-    _check_int,
     _check_labels,
-    _check_scalar,
 )
 
 __all__ = ["MLP"]
 
 _KEYS = ("W1", "b1", "W2", "b2")
-
-
-def _log_softmax(Z):
-    m = np.max(Z, axis=-1, keepdims=True)
-    return Z - (m + np.log(np.sum(np.exp(Z - m), axis=-1, keepdims=True)))
 
 
 class MLP(FiniteSumProblem):
@@ -89,13 +84,13 @@ class MLP(FiniteSumProblem):
                  n_classes=None, l2=0.0):
         X = _check_data_matrix("X", X)
         n, d = X.shape
-        self.hidden = _check_int("hidden", hidden, low=1)
+        self.hidden = check_int("hidden", hidden, low=1)
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.task, self.activation = task, activation
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.seed = seed
         if task == "classification":
             y_arr = np.asarray(y)
@@ -103,7 +98,7 @@ class MLP(FiniteSumProblem):
                 if y_arr.ndim != 1 or y_arr.size == 0 or not np.issubdtype(y_arr.dtype, np.number):
                     raise ValueError(f"y must be a 1-D array of integer labels, got shape {y_arr.shape}")
                 n_classes = max(2, int(np.max(y_arr)) + 1)
-            self.n_classes = _check_int("n_classes", n_classes, low=2)
+            self.n_classes = check_int("n_classes", n_classes, low=2)
             self.y = _check_labels("y", y_arr, self.n_classes, n)
             self.n_outputs = self.n_classes
             self._Y = np.eye(self.n_classes)[self.y]
@@ -209,7 +204,7 @@ class MLP(FiniteSumProblem):
     def _output_error(self, Z2, Y):
         """Per-example dl_i/dz2 (not divided by the batch size)."""
         if self.task == "classification":
-            return np.exp(_log_softmax(Z2)) - Y
+            return np.exp(log_softmax(Z2)) - Y
         return Z2 - Y
 
     def _penalty(self, p):
@@ -219,7 +214,7 @@ class MLP(FiniteSumProblem):
         X, Y = self._data(idx, p["W1"].dtype)
         Z2 = self._forward(p, X)[2]
         if self.task == "classification":
-            per = -np.sum(_log_softmax(Z2) * Y, axis=1)
+            per = -np.sum(log_softmax(Z2) * Y, axis=1)
         else:
             per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
         return float(np.mean(per) + self._penalty(p))
@@ -251,7 +246,7 @@ class MLP(FiniteSumProblem):
         RZ2 = RA1 @ p["W2"] + A1 @ v["W2"] + v["b2"]
         # R-op of the output error: the loss Hessian in z2 applied to RZ2
         if self.task == "classification":
-            P = np.exp(_log_softmax(Z2))
+            P = np.exp(log_softmax(Z2))
             RD2 = P * (RZ2 - np.sum(P * RZ2, axis=1, keepdims=True)) / m
         else:
             RD2 = RZ2 / m
@@ -323,7 +318,7 @@ class MLP(FiniteSumProblem):
         X, Y = self._data(idx, p["W1"].dtype)
         Z2 = self._forward(p, X)[2]
         if self.task == "classification":
-            per = -np.sum(_log_softmax(Z2) * Y, axis=1)
+            per = -np.sum(log_softmax(Z2) * Y, axis=1)
         else:
             per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
         return np.asarray(per + self._penalty(p), dtype=np.float64)
