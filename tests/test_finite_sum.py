@@ -119,9 +119,9 @@ def test_gradient_evaluations_counted_exactly(method, kwargs, budget, evals, ste
     p = Counting(LeastSquares(A, b, l2=0.1))
     h = method(p, 0.05, budget, seed=0, **kwargs)
     assert h.grad_evals[-1] == evals
-    assert h.steps == steps and h.step[-1] == steps
+    assert h.n_steps == steps and h.steps[-1] == steps
     assert p.count == evals  # what the method reports is what it computed
-    assert h.grad_evals[0] == 0 and h.step[0] == 0
+    assert h.grad_evals[0] == 0 and h.steps[0] == 0
 
 
 def test_logging_points_and_epochs():

@@ -629,9 +629,9 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         ReddiCounterexample().grad_at(np.zeros(1), 1.5)
     with pytest.raises(ValueError, match=r"thetas must lie in \[-1, 1\], got thetas\[1\] = 2.0"):
         ReddiCounterexample().regret(np.array([0.0, 2.0]))
-    with pytest.raises(ValueError, match=r"a must be > 0.0, got 0.0"):
+    with pytest.raises(ValueError, match=r"a must be > 0, got 0.0"):
         Wavy(a=0.0)
-    with pytest.raises(ValueError, match=r"b must be > 0.0, got -1.0"):
+    with pytest.raises(ValueError, match=r"b must be > 0, got -1.0"):
         Rosenbrock(b=-1.0)
     with pytest.raises(ValueError, match=r"overparameterized=True needs d > n, got d=3, n=10"):
         make_least_squares(10, 3, overparameterized=True)

@@ -41,6 +41,7 @@ from ._checks import (
     is_diverged,
 )
 from ._tree import initial_params
+from .records import BatchScaling
 
 __all__ = [
     "StepsToTarget",
@@ -437,7 +438,7 @@ def data_parallel_step_time(batch_size: int, n_workers: int, n_params: float, ti
 def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_workers: int,
                 base_bandwidth: float, batch_size: int, n_workers: int, bandwidth: float,
                 n_params: float, time_per_example: float, base_warmup_steps: int = 0,
-                bytes_per_param: int = 4, latency: float = 0.0) -> dict:
+                bytes_per_param: int = 4, latency: float = 0.0) -> BatchScaling:
     r"""Scale a data-parallel run to a larger batch with the linear scaling rule.
 
     .. math::
@@ -452,7 +453,7 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
     critical batch size, so that it needs no more examples (else multiply :math:`S'` by
     :math:`E(B')/E(B)`, see :class:`CriticalBatchSize`).
 
-    Returns a dict with ``lr``, ``steps``, ``warmup_steps``, ``step_ratio`` (:math:`S/S'`),
+    Returns a :class:`~steplab.records.BatchScaling` (items as a dict: ``plan["lr"]``) with ``lr``, ``steps``, ``warmup_steps``, ``step_ratio`` (:math:`S/S'`),
     ``base_step_time`` and ``step_time`` (:class:`StepTime`), ``base_hours``, ``hours`` and
     ``speedup`` (base wall clock over new).
 
@@ -470,20 +471,20 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
                                        bytes_per_param=bytes_per_param, latency=latency)
     base_seconds = base_steps * base_time.total
     seconds = steps * new_time.total
-    return {
-        "lr": lr,
-        "steps": steps,
-        "warmup_steps": base_warmup_steps * base_batch / batch_size,
-        "step_ratio": base_steps / steps,
-        "base_step_time": base_time,
-        "step_time": new_time,
-        "base_hours": base_seconds / 3600,
-        "hours": seconds / 3600,
-        "speedup": base_seconds / seconds,
-    }
+    return BatchScaling(
+        lr=lr,
+        planned_steps=steps,
+        warmup_steps=base_warmup_steps * base_batch / batch_size,
+        step_ratio=base_steps / steps,
+        base_step_time=base_time,
+        step_time=new_time,
+        base_hours=base_seconds / 3600,
+        hours=seconds / 3600,
+        speedup=base_seconds / seconds,
+    )
 
 
-def bert_base_example() -> dict:
+def bert_base_example() -> BatchScaling:
     r"""The chapter's worked example: BERT-base from batch 256 to batch 2048.
 
     Assumptions (round numbers of the kind a 2019 GPU cluster gives; change them and see):
@@ -498,7 +499,7 @@ def bert_base_example() -> dict:
     steps and 1,250 warmup steps: 8x fewer steps, but the all-reduce now crosses the slow
     inter-node links and takes longer than the compute, so the run is only about 4x faster.
 
-    Returns the dict of :func:`scale_batch`.
+    Returns the :class:`~steplab.records.BatchScaling` of :func:`scale_batch`.
     """
     return scale_batch(base_batch=256, base_lr=2e-4, base_steps=1_000_000, base_warmup_steps=10_000,
                        base_workers=8, base_bandwidth=100e9, batch_size=2048, n_workers=64,

@@ -692,7 +692,7 @@ def lr_range_test(
         problem, make_optimizer(schedule), steps, batch_size=batch_size, seed=seed, theta0=theta0,
         diverge_factor=diverge_factor,
     )
-    m = hist.steps
+    m = hist.n_steps
     lrs = np.array([schedule(k) for k in range(m)])
     if m < w:
         raise ValueError(

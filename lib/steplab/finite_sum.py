@@ -22,8 +22,7 @@ the count above ``budget``, so every method spends at most ``budget`` evaluation
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -34,13 +33,11 @@ from ._checks import (
     check_finite_sum,
     check_int,
     check_lr,
-    divergence_limit,
-    is_diverged,
     lr_at,
     make_rng,
 )
-from ._tree import initial_params, sgd_step, tree_all_finite, tree_copy, tree_map
-from .run import Record
+from ._tree import initial_params, sgd_step, tree_copy, tree_map
+from .records import EvalHistory, Logger
 
 __all__ = [
     "EvalHistory",
@@ -69,131 +66,6 @@ def _sample(rng, n, batch_size):
     return rng.choice(n, size=batch_size, replace=False)
 
 
-# ---------------------------------------------------------------------------
-# the record
-
-
-@dataclass
-class EvalHistory(Record):
-    """What a run logged, indexed by logged point.
-
-    Attributes
-    ----------
-    method : str
-        Name of the method that produced the run.
-    grad_evals : ndarray of int
-        Gradient evaluations spent when each point was logged (one per-example gradient = 1).
-    step : ndarray of int
-        Parameter updates applied when each point was logged (``steps`` is the last one).
-    loss : ndarray
-        Full objective :math:`f(\\theta)` at each logged point.
-    params : ndarray or dict
-        The final parameters.
-    n : int
-        Number of terms in the finite sum (``epochs = grad_evals / n``).
-    f_star : float or None
-        The optimal value, when the problem knows it.
-    diverged, diverged_at
-        Whether the run stopped because the loss became non-finite or exceeded
-        ``diverge_factor * max(initial loss, 1)``, and at which step.
-    metrics : dict[str, ndarray]
-        Further per-point series (a method may add its own).
-    """
-
-    method: str
-    grad_evals: np.ndarray
-    step: np.ndarray
-    loss: np.ndarray
-    params: Any
-    n: int
-    f_star: float | None = None
-    diverged: bool = False
-    diverged_at: int | None = None
-    metrics: dict = field(default_factory=dict)
-
-    _series_names = ("loss", "grad_evals", "step", "epochs")
-
-    @property
-    def steps(self) -> int:
-        """Number of parameter updates the run applied."""
-        return int(self.step[-1])
-
-    @property
-    def epochs(self) -> np.ndarray:
-        """Gradient evaluations in units of full passes, ``grad_evals / n``."""
-        return self.grad_evals / self.n
-
-    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
-        return self.epochs, "gradient evaluations / n"
-
-    def plot(self, ax=None, key: str = "suboptimality", log: bool = True, label=None, **kw):
-        """Plot ``key`` ('suboptimality', 'loss' or a metric) against gradient evaluations / n.
-
-        Returns the Axes.
-        """
-        if key != "suboptimality" and key not in ("loss",) + tuple(self.metrics):
-            raise ValueError(f"key must be 'suboptimality', 'loss' or a metric name, got {key!r}")
-        (line,) = self._plot(ax, key, log, None, self.method if label is None else label, **kw)
-        return line.axes
-
-
-def _exceeds_limit(logger, loss) -> bool:
-    """The divergence test of :func:`steplab.run.minimize`: ``loss`` is non-finite or above
-    ``diverge_factor * max(|first logged loss|, 1)`` (the limit is set by the first call)."""
-    if logger.limit is None:
-        logger.limit = divergence_limit(loss, logger.diverge_factor)
-    return is_diverged(loss, logger.limit)
-
-
-class _Logger:
-    """Logs the full objective every ``log_every`` gradient evaluations and watches for divergence."""
-
-    def __init__(self, problem, method, n, log_every, diverge_factor):
-        self.problem = problem
-        self.method = method
-        self.n = n
-        self.log_every = log_every
-        self.diverge_factor = diverge_factor
-        self.evals, self.steps, self.loss = [], [], []
-        self.next_log = 0
-        self.limit = None
-        self.diverged_at = None
-
-    def __call__(self, theta, evals, steps, force=False) -> bool:
-        """Record if due; return False when the run must stop (diverged)."""
-        if not tree_all_finite(theta):
-            self.diverged_at = steps
-            return False
-        if not force and evals < self.next_log:
-            return True
-        if self.evals and self.evals[-1] == evals and self.steps[-1] == steps:
-            return True
-        loss = float(self.problem.value(theta))
-        self.evals.append(evals)
-        self.steps.append(steps)
-        self.loss.append(loss)
-        while self.next_log <= evals:
-            self.next_log += self.log_every
-        if _exceeds_limit(self, loss):
-            self.diverged_at = steps
-            return False
-        return True
-
-    def history(self, theta) -> EvalHistory:
-        f_star = getattr(self.problem, "f_star", None)
-        return EvalHistory(
-            method=self.method,
-            grad_evals=np.asarray(self.evals, dtype=np.int64),
-            step=np.asarray(self.steps, dtype=np.int64),
-            loss=np.asarray(self.loss, dtype=np.float64),
-            params=theta,
-            n=self.n,
-            f_star=None if f_star is None else float(f_star),
-            diverged=self.diverged_at is not None,
-            diverged_at=self.diverged_at,
-        )
-
-
 def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, method, need):
     n = check_finite_sum(problem, need, what=method)
     lr = check_lr(lr)
@@ -202,7 +74,7 @@ def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_fac
     log_every = n if log_every is None else check_int("log_every", log_every, low=1)
     diverge_factor = check_diverge_factor(diverge_factor)
     theta = initial_params(problem, theta0, seed)
-    return n, lr, budget, batch_size, theta, _Logger(problem, method, n, log_every, diverge_factor)
+    return n, lr, budget, batch_size, theta, Logger(problem, method, log_every, diverge_factor=diverge_factor)
 
 
 def _check_inner(m, n, batch_size):
@@ -349,16 +221,16 @@ def sgd(
     )
     rng = make_rng(seed)
     evals = steps = 0
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     while evals + b <= budget:
         idx = _sample(rng, n, b)
         g = problem.grad_batch(theta, idx)
         evals += b
         theta = sgd_step(theta, g, lr_at(lr, steps))
         steps += 1
-        if not log(theta, evals, steps):
+        if not log(theta, steps, evals):
             break
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)
 
 
@@ -411,7 +283,7 @@ def svrg(
     check_choice("snapshot", snapshot, ("last", "random"))
     rng = make_rng(seed)
     evals = steps = 0
-    ok = log(theta, evals, steps, force=True)
+    ok = log(theta, steps, evals, force=True)
     while ok and evals + n <= budget:
         snap = tree_copy(theta)
         snap_grad = problem.grad(snap)
@@ -429,12 +301,12 @@ def svrg(
             evals += 2 * b
             theta = sgd_step(theta, g, lr_at(lr, steps))
             steps += 1
-            if not log(theta, evals, steps):
+            if not log(theta, steps, evals):
                 ok = False
                 break
         if ok and kept is not None:
             theta = kept
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)
 
 
@@ -477,7 +349,7 @@ def saga(
     )
     rng = make_rng(seed)
     evals = steps = 0
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     if n <= budget:
         table = problem.per_example_grads(theta, np.arange(n))
         table = tree_map(lambda a: np.array(a, dtype=np.float64), table)
@@ -498,9 +370,9 @@ def saga(
                 return mean
 
             table_mean = tree_map(refresh, table, table_mean, new, old)
-            if not log(theta, evals, steps):
+            if not log(theta, steps, evals):
                 break
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)
 
 
@@ -551,7 +423,7 @@ def sarah(
     check_choice("snapshot", snapshot, ("last", "random"))
     rng = make_rng(seed)
     evals = steps = 0
-    ok = log(theta, evals, steps, force=True)
+    ok = log(theta, steps, evals, force=True)
     while ok and evals + n <= budget:
         keep_at = int(rng.integers(0, m + 1)) if snapshot == "random" else None
         kept = tree_copy(theta) if keep_at == 0 else None
@@ -560,7 +432,7 @@ def sarah(
         theta_prev = theta
         theta = sgd_step(theta, v, lr_at(lr, steps))
         steps += 1
-        ok = log(theta, evals, steps)
+        ok = log(theta, steps, evals)
         for t in range(1, m):
             if not ok:
                 break
@@ -575,8 +447,8 @@ def sarah(
             theta_prev = theta
             theta = sgd_step(theta, v, lr_at(lr, steps))
             steps += 1
-            ok = log(theta, evals, steps)
+            ok = log(theta, steps, evals)
         if ok and kept is not None:
             theta = kept
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)

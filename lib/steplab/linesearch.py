@@ -17,7 +17,8 @@ import numpy as np
 from . import optim
 from ._checks import check_int
 from ._tree import initial_params, tree_copy
-from .run import History, check_tol, stack_trajectory
+from .records import History, stack_trajectory
+from .run import check_tol
 
 __all__ = ["LineSearchError", "armijo", "gd_armijo"]
 

@@ -18,6 +18,7 @@ and :func:`tree_all_finite` tells whether a tree is finite.
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -98,24 +99,43 @@ def identity() -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def chain(*transforms: GradientTransformation) -> GradientTransformation:
+_CHAIN_STATES: dict = {}
+
+
+def _chain_state_type(names: tuple):
+    """One NamedTuple class per tuple of link names, so equal layouts give equal state types."""
+    if names not in _CHAIN_STATES:
+        _CHAIN_STATES[names] = namedtuple("ChainState", names)
+    return _CHAIN_STATES[names]
+
+
+def chain(*transforms: GradientTransformation, names=None) -> GradientTransformation:
     r"""Compose transformations: :math:`u = T_k(\cdots T_2(T_1(g)))`, each with its own state.
 
-    The state is the tuple of the states of ``transforms``. When ``params`` is given the
-    gradients are checked against it first (same keys and shapes), so a mismatch raises a
-    ``ValueError`` naming the key.
+    The state is the tuple of the states of ``transforms``; with ``names`` it is a NamedTuple
+    whose fields are those names, so a link's state is read by name (``state.lr``) and the
+    layout does not move when a link is switched off (pass :func:`identity` in its place).
+    When ``params`` is given the gradients are checked against it first (same keys and
+    shapes), so a mismatch raises a ``ValueError`` naming the key.
 
     Args:
         *transforms: the transformations, applied left to right.
+        names: one identifier per transformation, or ``None``.
 
-    Reference: Babuschkin et al., *The DeepMind JAX Ecosystem* (Optax ``chain``), 2020.
+    Reference: Babuschkin et al., *The DeepMind JAX Ecosystem* (Optax ``chain`` and
+    ``named_chain``), 2020.
     """
     for i, t in enumerate(transforms):
         if not isinstance(t, GradientTransformation):
             raise ValueError(f"chain argument {i} must be a GradientTransformation, got {t!r}")
+    if names is not None:
+        names = tuple(names)
+        if len(names) != len(transforms) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+            raise ValueError(f"names must be {len(transforms)} distinct identifiers, got {names!r}")
+    make = tuple if names is None else (lambda states: _chain_state_type(names)(*states))
 
     def init(params):
-        return tuple(t.init(params) for t in transforms)
+        return make(t.init(params) for t in transforms)
 
     def update(updates, state, params=None):
         if params is not None:
@@ -128,6 +148,6 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         for t, s in zip(transforms, state):
             updates, s = t.update(updates, s, params)
             new_state.append(s)
-        return updates, tuple(new_state)
+        return updates, make(new_state)
 
     return GradientTransformation(init, update)

@@ -60,14 +60,9 @@ def adamw_step_inplace(
     weight_decay = check_nonnegative("weight_decay", weight_decay)
     block_size = check_int("block_size", block_size, low=1)
     check_tree_match(grads, params, name="grads")
-    if not (
-        isinstance(state, tuple)
-        and len(state) == 3
-        and isinstance(state[0], ScaleByAdamState)
-        and isinstance(state[2], ScaleByLearningRateState)
-    ):
+    if getattr(state, "_fields", None) != ("adam", "decay", "lr"):
         raise ValueError("state must come from adamw(...).init or adamw_step_inplace")
-    adam_state, decay_state, lr_state = state
+    adam_state, lr_state = state.adam, state.lr
     if adam_state.v_max is not None:
         raise ValueError("adamw_step_inplace does not support amsgrad=True")
 
@@ -101,8 +96,7 @@ def adamw_step_inplace(
             t *= step_size
             pb *= keep
             pb -= t
-    return (
-        ScaleByAdamState(count=count, m=adam_state.m, v=adam_state.v, v_max=None),
-        decay_state,
-        ScaleByLearningRateState(lr_state.count + 1, eta),
+    return state._replace(
+        adam=ScaleByAdamState(count=count, m=adam_state.m, v=adam_state.v, v_max=None),
+        lr=ScaleByLearningRateState(lr_state.count + 1, eta),
     )

@@ -143,24 +143,20 @@ def scale_by_learning_rate(lr, flip_sign: bool = True) -> GradientTransformation
 
 
 def current_lr(state) -> float | None:
-    r"""The learning rate :math:`\eta_t` of the latest update, read from an optimizer state.
+    r"""The learning rate :math:`\eta_t` of the latest update, read from an optimizer state by name.
 
-    Searches the state (a chain's tuple of states, nested) for the state of
-    :func:`scale_by_learning_rate` and returns its ``lr``: the rate the latest ``update``
-    applied, or before any update the rate the first one will apply. ``None`` when the
-    optimizer has no learning rate.
+    The state of :func:`scale_by_learning_rate`, or a chain state with a link named ``lr`` (every
+    named optimizer of :mod:`steplab.optim`; build your own with ``chain(..., names=(..., "lr"))``),
+    gives its ``lr``: the rate the latest ``update`` applied, or before any update the rate the
+    first one will apply. ``None`` when the state has no link named ``lr``.
 
     Args:
         state: a state returned by ``init`` or ``update``.
     """
     if isinstance(state, ScaleByLearningRateState):
         return state.lr
-    if isinstance(state, tuple):
-        for sub in state:
-            found = current_lr(sub)
-            if found is not None:
-                return found
-    return None
+    link = getattr(state, "lr", None) if hasattr(state, "_fields") else None
+    return None if link is None else current_lr(link)
 
 
 # --------------------------------------------------------------------------- weight decay
