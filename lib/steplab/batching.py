@@ -146,11 +146,40 @@ def steps_to_target(
     JMLR 2019.
     """
     n = check_finite_sum(problem, ("n", "value", "grad_batch"), what="steps_to_target")
+    sizes = _check_batch_sizes(batch_sizes, n)
+    grid, lrs = _check_lrs(lr, lr_grid, sizes)
+    target = check_number("target", target)
+    max_steps = check_int("max_steps", max_steps, low=1)
+    check_every = check_int("check_every", check_every, low=1)
+    diverge_factor = check_diverge_factor(diverge_factor)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got []")
+
+    fast = getattr(problem, "batched", False) and hasattr(problem, "grad_batches")
+    runner = _steps_vectorized if fast else _steps_looped
+    counts = np.stack([runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every,
+                              diverge_factor) for i, b in enumerate(sizes)], axis=1)  # (k, m, n_seeds)
+    medians = np.median(counts, axis=2)
+    best = np.argmin(medians, axis=0)  # first minimum: the smaller step size on ties (grids ascending)
+    cols = np.arange(sizes.size)
+    out = StepsToTarget(sizes.astype(np.float64), grid[best, cols], counts[best, cols], medians[best, cols])
+    if lr_grid is not None:
+        out.grid, out.grid_steps = grid, medians
+    return out
+
+
+def _check_batch_sizes(batch_sizes, n: int) -> np.ndarray:
     sizes = np.asarray(batch_sizes)
     if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
         raise ValueError(f"batch_sizes must be a non-empty list of integers, got {batch_sizes!r}")
     if sizes.min() < 1 or sizes.max() > n:
         raise ValueError(f"batch_sizes must lie in [1, n = {n}], got {sizes.tolist()}")
+    return sizes
+
+
+def _check_lrs(lr, lr_grid, sizes):
+    """The candidate step sizes ``(k, m)`` per batch size and the first row, from ``lr`` or ``lr_grid``."""
     if lr_grid is not None:
         if lr is not None:
             raise ValueError(f"pass either lr or lr_grid, not both; got lr={lr!r}")
@@ -176,31 +205,9 @@ def steps_to_target(
                              f"({sizes.size}), got {lr!r}")
     if not np.all(np.isfinite(lrs) & (lrs >= 0)):
         raise ValueError(f"lr must be >= 0 at every batch size, got {lrs.tolist()}")
-    target = check_number("target", target)
-    max_steps = check_int("max_steps", max_steps, low=1)
-    check_every = check_int("check_every", check_every, low=1)
-    diverge_factor = check_diverge_factor(diverge_factor)
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed, got []")
-
     if lr_grid is None:
         grid = lrs[None, :]
-    fast = getattr(problem, "batched", False) and hasattr(problem, "grad_batches")
-    runner = _steps_vectorized if fast else _steps_looped
-    counts = np.stack(
-        [runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every,
-                diverge_factor)
-         for i, b in enumerate(sizes)],
-        axis=1,
-    )  # (k, m, n_seeds)
-    medians = np.median(counts, axis=2)
-    best = np.argmin(medians, axis=0)  # first minimum: the smaller step size on ties (grids ascending)
-    cols = np.arange(sizes.size)
-    out = StepsToTarget(sizes.astype(np.float64), grid[best, cols], counts[best, cols], medians[best, cols])
-    if lr_grid is not None:
-        out.grid, out.grid_steps = grid, medians
-    return out
+    return grid, lrs
 
 
 def _start(problem, seed, theta0) -> np.ndarray:

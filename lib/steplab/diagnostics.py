@@ -340,15 +340,7 @@ def oracle_mean_error(problem, theta, batch_size: int, Ms, n_runs: int, seed: in
         raise ValueError(f"transform must be None or callable, got {transform!r}")
 
     g_full = tree_flatten(problem.grad(theta))
-    pe = problem.per_example_grads(theta)
-    shape = (n, g_full.size)
-    G_i = _flatten_examples(pe, "per_example_grads")
-    if G_i.shape != shape:
-        raise ValueError(f"per_example_grads must have {n} rows of {g_full.size} entries, got shape {G_i.shape}")
-    if transform is not None:
-        G_i = _flatten_examples(transform(pe), "the output of transform")
-        if G_i.shape != shape:
-            raise ValueError(f"transform must return per-example gradients of shape {shape}, got {G_i.shape}")
+    G_i = _oracle_examples(problem, theta, transform, (n, g_full.size))
     mean_T = G_i.mean(axis=0)
     sigma2 = float(np.mean(np.sum((G_i - mean_T) ** 2, axis=1)))
     bias2 = float(np.sum((mean_T - g_full) ** 2))
@@ -366,6 +358,19 @@ def oracle_mean_error(problem, theta, batch_size: int, Ms, n_runs: int, seed: in
     se = np.array([np.std(err[int(m)], ddof=1) / np.sqrt(n_runs) for m in Ms_arr])
     predicted = bias2 + sigma2 / (b * Ms_arr.astype(np.float64))
     return OracleError(Ms_arr.copy(), mse, se, predicted, sigma2, bias2)
+
+
+def _oracle_examples(problem, theta, transform, shape) -> np.ndarray:
+    """The ``(n, dim)`` matrix of per-example gradients, passed through ``transform`` when given."""
+    pe = problem.per_example_grads(theta)
+    G_i = _flatten_examples(pe, "per_example_grads")
+    if G_i.shape != shape:
+        raise ValueError(f"per_example_grads must have {shape[0]} rows of {shape[1]} entries, got shape {G_i.shape}")
+    if transform is not None:
+        G_i = _flatten_examples(transform(pe), "the output of transform")
+        if G_i.shape != shape:
+            raise ValueError(f"transform must return per-example gradients of shape {shape}, got {G_i.shape}")
+    return G_i
 
 
 def _flatten_examples(pe, what: str) -> np.ndarray:
@@ -619,6 +624,20 @@ class LRRangeTest(NamedTuple):
     """The full ``steplab.run.History`` of the run (``loss[0]`` is $f(\\theta_0)$)."""
 
 
+def _check_range_test(lr_min, lr_max, steps, smooth, make_optimizer):
+    lr_min = optim.check_positive("lr_min", lr_min)
+    lr_max = optim.check_number("lr_max", lr_max)
+    if not lr_max > lr_min:
+        raise ValueError(f"lr_max must be > lr_min = {lr_min!r}, got {lr_max!r}")
+    steps = optim.check_int("steps", steps, low=2)
+    w = check_int("smooth", smooth, low=1, high=steps)
+    if make_optimizer is None:
+        make_optimizer = lambda lr: optim.sgd(lr=lr)  # noqa: E731
+    elif not callable(make_optimizer):
+        raise ValueError(f"make_optimizer must be callable (schedule -> optimizer), got {make_optimizer!r}")
+    return lr_min, lr_max, steps, w, make_optimizer
+
+
 def lr_range_test(
     problem,
     lr_min: float,
@@ -671,18 +690,7 @@ def lr_range_test(
     """
     from . import run
 
-    lr_min = optim.check_positive("lr_min", lr_min)
-    lr_max = optim.check_number("lr_max", lr_max)
-    if not lr_max > lr_min:
-        raise ValueError(f"lr_max must be > lr_min = {lr_min!r}, got {lr_max!r}")
-    steps = optim.check_int("steps", steps, low=2)
-    w = check_int("smooth", smooth, low=1)
-    if w > steps:
-        raise ValueError(f"smooth must be <= steps = {steps}, got {w}")
-    if make_optimizer is None:
-        make_optimizer = lambda lr: optim.sgd(lr=lr)  # noqa: E731
-    elif not callable(make_optimizer):
-        raise ValueError(f"make_optimizer must be callable (schedule -> optimizer), got {make_optimizer!r}")
+    lr_min, lr_max, steps, w, make_optimizer = _check_range_test(lr_min, lr_max, steps, smooth, make_optimizer)
 
     ratio = lr_max / lr_min
     schedule = optim.Schedule(

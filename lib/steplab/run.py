@@ -149,39 +149,44 @@ def minimize(
     trace = _Trace(loss0, metric_fns, optim.current_lr(state) is not None, theta if keep_trajectory else None)
     threshold = divergence_limit(loss0, diverge_factor)
     it, bar = _progress(steps, progress)
-    diverged_at, reason, stop_reason = None, None, "steps"
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in it:
-            if batch_size is None:
-                g = problem.grad(theta)
-            else:
-                g = problem.grad_batch(theta, rng.choice(n, size=batch_size, replace=False))
-            if not optim.tree_all_finite(g):
-                diverged_at, reason = t, "non-finite gradient"
-                break
-            g_norm = optim.tree_norm(g)
-            if grad_tol is not None and g_norm <= grad_tol:
-                stop_reason, reason = "grad_tol", f"||g_{t}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}"
-                break
-            updates, new_state = optimizer.update(g, state, theta)
-            new_theta = optim.apply_updates(theta, updates)
-            evaluate = eval_every == 1 or (t + 1) % eval_every == 0 or t == steps - 1
-            loss = float(problem.value(new_theta)) if evaluate and optim.tree_all_finite(new_theta) else None
-            diverged_at, reason = _diverged(t, new_theta, loss, threshold)
-            if diverged_at is not None:
-                break
-            loss_prev = trace.losses[-1]
-            trace.add(t, theta, g, g_norm, updates, new_state, new_theta, loss, metrics_every)
-            theta, state = new_theta, new_state
-            if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
-                bar.set_postfix(loss=f"{trace.losses[-1]:.4g}", refresh=False)
-            reason = _rel_tol_reached(t, loss_prev, loss, rel_tol)
-            if reason is not None:
-                stop_reason = "rel_tol"
-                break
+        theta, diverged_at, reason, stop_reason = _loop(
+            problem, optimizer, theta, state, trace, it, bar, threshold, rng, n, batch_size, grad_tol,
+            rel_tol, eval_every, metrics_every, steps)
     if bar is not None:
         bar.close()
     return trace.history(theta, diverged_at, reason, stop_reason, eval_every > 1)
+
+
+def _loop(problem, optimizer, theta, state, trace, it, bar, threshold, rng, n, batch_size, grad_tol,
+          rel_tol, eval_every, metrics_every, steps):
+    """The updates of :func:`minimize`; returns the last good iterate and why the run ended."""
+    for t in it:
+        if batch_size is None:
+            g = problem.grad(theta)
+        else:
+            g = problem.grad_batch(theta, rng.choice(n, size=batch_size, replace=False))
+        if not optim.tree_all_finite(g):
+            return theta, t, "non-finite gradient", "diverged"
+        g_norm = optim.tree_norm(g)
+        if grad_tol is not None and g_norm <= grad_tol:
+            return theta, None, f"||g_{t}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}", "grad_tol"
+        updates, new_state = optimizer.update(g, state, theta)
+        new_theta = optim.apply_updates(theta, updates)
+        evaluate = eval_every == 1 or (t + 1) % eval_every == 0 or t == steps - 1
+        loss = float(problem.value(new_theta)) if evaluate and optim.tree_all_finite(new_theta) else None
+        diverged_at, reason = _diverged(t, new_theta, loss, threshold)
+        if diverged_at is not None:
+            return theta, diverged_at, reason, "diverged"
+        loss_prev = trace.losses[-1]
+        trace.add(t, theta, g, g_norm, updates, new_state, new_theta, loss, metrics_every)
+        theta, state = new_theta, new_state
+        if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
+            bar.set_postfix(loss=f"{trace.losses[-1]:.4g}", refresh=False)
+        reason = _rel_tol_reached(t, loss_prev, loss, rel_tol)
+        if reason is not None:
+            return theta, None, reason, "rel_tol"
+    return theta, None, None, "steps"
 
 
 def _check_minimize(problem, optimizer, steps, batch_size, metrics, grad_tol, rel_tol, metrics_every,

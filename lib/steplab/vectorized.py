@@ -76,8 +76,24 @@ def sweep_lr(
     methods", USSR Comput. Math. Math. Phys. 4(5), 1964; I. Sutskever, J. Martens, G. Dahl and
     G. Hinton, "On the importance of initialization and momentum in deep learning", ICML 2013.
     """
-    steps = check_int("steps", steps)
+    steps, lr, momentum, nesterov = _check_sweep(problem, lrs, steps, momentum, nesterov)
     diverge_factor = check_diverge_factor(diverge_factor)
+    x0 = np.asarray(initial_params(problem, theta0, seed))
+    if x0.ndim != 1:
+        raise ValueError(f"theta0 must be a 1-D parameter vector, got shape {x0.shape}")
+    loss0 = float(problem.value(x0))
+    sweep = _Sweep(x0, loss0, lr, steps, momentum, nesterov, keep_trajectory)
+    threshold = divergence_limit(loss0, diverge_factor)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for t in range(steps):
+            if sweep.alive.size == 0:
+                break
+            sweep.advance(problem, t, threshold)
+    return sweep.histories()
+
+
+def _check_sweep(problem, lrs, steps, momentum, nesterov):
+    steps = check_int("steps", steps)
     if not getattr(problem, "batched", False):
         raise ValueError(
             f"sweep_lr needs a problem with batched = True; {type(problem).__name__} is not "
@@ -92,89 +108,81 @@ def sweep_lr(
     nesterov = check_bool("nesterov", nesterov)
     if nesterov and momentum == 0.0:
         raise ValueError(f"nesterov=True requires momentum > 0, got momentum={momentum!r}")
+    return steps, lr, momentum, nesterov
 
-    x0 = np.asarray(initial_params(problem, theta0, seed))
-    if x0.ndim != 1:
-        raise ValueError(f"theta0 must be a 1-D parameter vector, got shape {x0.shape}")
-    k = lr.size
-    loss0 = float(problem.value(x0))
-    threshold = divergence_limit(loss0, diverge_factor)
 
-    theta = np.tile(x0, (k, 1))
-    buf = np.zeros_like(theta)
-    loss = np.empty((k, steps + 1))
-    loss[:, 0] = loss0
-    gnorm = np.empty((k, steps))
-    unorm = np.empty((k, steps))
-    traj = np.empty((k, steps + 1, x0.size), dtype=x0.dtype) if keep_trajectory else None
-    if keep_trajectory:
-        traj[:, 0] = x0
-    n_run = np.full(k, steps)
-    diverged_at = [None] * k
-    reasons = [None] * k
-    alive = np.arange(k)
-    factors = -lr[:, None]
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in range(steps):
-            if alive.size == 0:
-                break
-            th = theta[alive]
-            g = np.asarray(problem.grad(th))
-            bad_g = ~np.all(np.isfinite(g), axis=1)
-            if momentum > 0:
-                b = momentum * buf[alive] + g
-                d = g + momentum * b if nesterov else b
-            else:
-                d = g
-            u = d * factors[alive]
-            new = np.add(th, u, dtype=th.dtype, casting="same_kind")
-            bad_x = ~np.all(np.isfinite(new), axis=1)
-            f_new = np.asarray(problem.value(new), dtype=np.float64)
-            bad_f = ~np.isfinite(f_new)
-            big = ~bad_f & (np.abs(f_new) > threshold)
-            bad = bad_g | bad_x | bad_f | big
-            for j in np.flatnonzero(bad):
-                row = alive[j]
-                n_run[row] = t
-                if bad_g[j]:
-                    diverged_at[row], reasons[row] = t, "non-finite gradient"
-                elif bad_x[j]:
-                    diverged_at[row], reasons[row] = t + 1, "non-finite parameters"
-                elif bad_f[j]:
-                    diverged_at[row], reasons[row] = t + 1, f"loss is {f_new[j]}"
-                else:
-                    diverged_at[row] = t + 1
-                    reasons[row] = (
-                        f"|loss| = {abs(f_new[j]):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
-                    )
-            good = ~bad
-            rows = alive[good]
-            gnorm[rows, t] = np.linalg.norm(g[good], axis=1)
-            unorm[rows, t] = np.linalg.norm(u[good], axis=1)
-            loss[rows, t + 1] = f_new[good]
-            theta[rows] = new[good]
-            if momentum > 0:
-                buf[rows] = b[good]
-            if keep_trajectory:
-                traj[rows, t + 1] = new[good]
-            alive = rows
+class _Sweep:
+    """The stacked runs of :func:`sweep_lr`: one row per learning rate, rows leave when they diverge."""
 
-    return [
-        History(
-            loss=loss[j, : n_run[j] + 1].copy(),
-            grad_norm=gnorm[j, : n_run[j]].copy(),
-            update_norm=unorm[j, : n_run[j]].copy(),
-            lr=np.full(n_run[j], lr[j]),
-            params=theta[j].copy(),
-            metrics={},
-            trajectory=traj[j, : n_run[j] + 1].copy() if keep_trajectory else None,
-            diverged_at=diverged_at[j],
-            reason=reasons[j],
-            stop_reason="diverged" if diverged_at[j] is not None else "steps",
-            metric_steps=np.arange(n_run[j], dtype=np.int64),
+    def __init__(self, x0, loss0, lr, steps, momentum, nesterov, keep_trajectory):
+        k = lr.size
+        self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
+        self.theta = np.tile(x0, (k, 1))
+        self.buf = np.zeros_like(self.theta)
+        self.loss = np.empty((k, steps + 1))
+        self.loss[:, 0] = loss0
+        self.gnorm, self.unorm = np.empty((k, steps)), np.empty((k, steps))
+        self.traj = np.empty((k, steps + 1, x0.size), dtype=x0.dtype) if keep_trajectory else None
+        if keep_trajectory:
+            self.traj[:, 0] = x0
+        self.n_run = np.full(k, steps)
+        self.diverged_at, self.reasons = [None] * k, [None] * k
+        self.alive = np.arange(k)
+
+    def advance(self, problem, t, threshold):
+        """Step ``t`` of every live row: the momentum update, then the divergence rule per row."""
+        alive, th = self.alive, self.theta[self.alive]
+        g = np.asarray(problem.grad(th))
+        if self.momentum > 0:
+            b = self.momentum * self.buf[alive] + g
+            d = g + self.momentum * b if self.nesterov else b
+        else:
+            d = g
+        u = -d * self.lr[alive, None]
+        new = np.add(th, u, dtype=th.dtype, casting="same_kind")
+        f_new = np.asarray(problem.value(new), dtype=np.float64)
+        checks = (
+            (~np.all(np.isfinite(g), axis=1), 0, lambda j: "non-finite gradient"),
+            (~np.all(np.isfinite(new), axis=1), 1, lambda j: "non-finite parameters"),
+            (~np.isfinite(f_new), 1, lambda j: f"loss is {f_new[j]}"),
+            (np.abs(f_new) > threshold, 1, lambda j: (
+                f"|loss| = {abs(f_new[j]):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}")),
         )
-        for j in range(k)
-    ]
+        bad = np.zeros(alive.size, dtype=bool)
+        for failed, offset, why in checks:
+            for j in np.flatnonzero(failed & ~bad):  # the first failed check names the reason
+                row = alive[j]
+                self.n_run[row], self.diverged_at[row], self.reasons[row] = t, t + offset, why(j)
+            bad |= failed
+        good = ~bad
+        rows = alive[good]
+        self.gnorm[rows, t] = np.linalg.norm(g[good], axis=1)
+        self.unorm[rows, t] = np.linalg.norm(u[good], axis=1)
+        self.loss[rows, t + 1] = f_new[good]
+        self.theta[rows] = new[good]
+        if self.momentum > 0:
+            self.buf[rows] = b[good]
+        if self.traj is not None:
+            self.traj[rows, t + 1] = new[good]
+        self.alive = rows
+
+    def histories(self) -> list[History]:
+        out = []
+        for j, n in enumerate(self.n_run):
+            out.append(History(
+                loss=self.loss[j, : n + 1].copy(),
+                grad_norm=self.gnorm[j, :n].copy(),
+                update_norm=self.unorm[j, :n].copy(),
+                lr=np.full(n, self.lr[j]),
+                params=self.theta[j].copy(),
+                metrics={},
+                trajectory=self.traj[j, : n + 1].copy() if self.traj is not None else None,
+                diverged_at=self.diverged_at[j],
+                reason=self.reasons[j],
+                stop_reason="diverged" if self.diverged_at[j] is not None else "steps",
+                metric_steps=np.arange(n, dtype=np.int64),
+            ))
+        return out
 
 
 def _record_steps(steps: int, record_every, record_steps) -> np.ndarray:
@@ -255,6 +263,38 @@ def sgd_runs(
     """
     steps = check_int("steps", steps)
     n_runs = check_int("n_runs", n_runs, low=1)
+    lr, noise_std, n, batch_size = _check_sgd_runs(problem, lr, noise_std, average, batch_size)
+    average_start = check_int("average_start", average_start)
+    rec = _record_steps(steps, record_every, record_steps)
+    record = _RunsRecord(problem, rec, _start_stack(problem, theta0, seed, n_runs), average,
+                         check_bool("record_loss", record_loss),
+                         check_bool("record_grad_norm2", record_grad_norm2), steps)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        _sgd_loop(problem, record, lr, make_rng(seed), n, batch_size, noise_std, average, average_start, steps)
+    return record.runs()
+
+
+def _sgd_loop(problem, record, lr, rng, n, batch_size, noise_std, average, average_start, steps):
+    """The updates of :func:`sgd_runs`, recording at the steps ``record.rec``."""
+    n_runs = record.theta.shape[0]
+    for t in range(steps + 1):
+        g_full = record.at(t)
+        if t == steps:
+            break
+        eta_t = record.lr[t] = lr_at(lr, t)
+        theta = record.theta
+        if batch_size is None:
+            g = g_full if g_full is not None else np.asarray(problem.grad(theta), dtype=np.float64)
+        else:
+            g = problem.grad_batches(theta, rng.integers(n, size=(n_runs, batch_size)))
+        if noise_std > 0:
+            g = g + noise_std * rng.standard_normal(theta.shape)
+        if average and t >= average_start:
+            record.accumulate(1.0 if average is True else eta_t)
+        record.theta = theta - eta_t * g
+
+
+def _check_sgd_runs(problem, lr, noise_std, average, batch_size):
     if not getattr(problem, "batched", False):
         raise ValueError(
             f"sgd_runs needs a problem with batched = True; {type(problem).__name__} is not "
@@ -264,91 +304,75 @@ def sgd_runs(
     noise_std = check_nonnegative("noise_std", noise_std)
     if average not in (False, True, "lr"):
         raise ValueError(f"average must be False, True or 'lr', got {average!r}")
-    average_start = check_int("average_start", average_start)
     n = None
     if batch_size is not None:
         if not hasattr(problem, "grad_batches"):
             raise ValueError(f"batch_size={batch_size!r} needs a finite-sum problem; {type(problem).__name__} is not")
         n = int(problem.n)
         batch_size = check_int("batch_size", batch_size, low=1)
-    rec = _record_steps(steps, record_every, record_steps)
-    record_loss = check_bool("record_loss", record_loss)
-    record_grad_norm2 = check_bool("record_grad_norm2", record_grad_norm2)
+    return lr, noise_std, n, batch_size
 
+
+def _start_stack(problem, theta0, seed, n_runs) -> np.ndarray:
+    """The ``(R, dim)`` starting stack: one start repeated, or one start per run."""
     x0 = np.asarray(initial_params(problem, theta0, seed), dtype=np.float64)
-    if not np.all(np.isfinite(x0)):
-        raise ValueError("theta0 must be finite, got non-finite entries")
     if x0.shape == (problem.dim,):
-        theta = np.tile(x0, (n_runs, 1))
-    elif x0.shape == (n_runs, problem.dim):
-        theta = x0.copy()
-    else:
-        raise ValueError(f"theta0 must have shape ({problem.dim},) or ({n_runs}, {problem.dim}), got shape {x0.shape}")
-    x_star = getattr(problem, "minimizer", None)
-    x_star = None if x_star is None else np.asarray(x_star, dtype=np.float64)
-    f_star = getattr(problem, "f_star", None)
-    rng = make_rng(seed)
-    dim = theta.shape[1]
+        return np.tile(x0, (n_runs, 1))
+    if x0.shape == (n_runs, problem.dim):
+        return x0.copy()
+    raise ValueError(f"theta0 must have shape ({problem.dim},) or ({n_runs}, {problem.dim}), got shape {x0.shape}")
 
-    loss = np.empty((rec.size, n_runs)) if record_loss else None
-    dist2 = np.empty((rec.size, n_runs)) if x_star is not None else None
-    avg_loss = np.empty((rec.size, n_runs)) if average and record_loss else None
-    avg_dist2 = np.empty((rec.size, n_runs)) if average and x_star is not None else None
-    grad_norm2 = np.empty((rec.size, n_runs)) if record_grad_norm2 else None
-    lrs = np.empty(steps)
-    total = np.zeros_like(theta)
-    weight = 0.0
-    j = 0
 
-    def record(t, j):
-        """Fill row j; return the full gradient at theta_t when it was computed, else None."""
-        g_full = None
-        if grad_norm2 is not None:
-            g_full = np.asarray(problem.grad(theta), dtype=np.float64)
-            grad_norm2[j] = np.sum(g_full**2, axis=1)
-        if loss is not None:
-            loss[j] = problem.value(theta)
-        if dist2 is not None:
-            dist2[j] = np.sum((theta - x_star) ** 2, axis=1)
-        if average:
-            avg = total / weight if weight > 0 else theta
-            if avg_loss is not None:
-                avg_loss[j] = problem.value(avg)
-            if avg_dist2 is not None:
-                avg_dist2[j] = np.sum((avg - x_star) ** 2, axis=1)
+class _RunsRecord:
+    """The stack of :func:`sgd_runs` and what it records at the steps ``rec``."""
+
+    def __init__(self, problem, rec, theta, average, record_loss, record_grad_norm2, steps):
+        self.problem, self.rec, self.theta, self.average = problem, rec, theta, average
+        x_star = getattr(problem, "minimizer", None)
+        self.x_star = None if x_star is None else np.asarray(x_star, dtype=np.float64)
+        shape = (rec.size, theta.shape[0])
+        self.loss = np.empty(shape) if record_loss else None
+        self.dist2 = np.empty(shape) if self.x_star is not None else None
+        self.avg_loss = np.empty(shape) if average and record_loss else None
+        self.avg_dist2 = np.empty(shape) if average and self.x_star is not None else None
+        self.grad_norm2 = np.empty(shape) if record_grad_norm2 else None
+        self.lr = np.empty(steps)
+        self.total, self.weight, self.j = np.zeros_like(theta), 0.0, 0
+
+    def accumulate(self, w: float) -> None:
+        """Add the current iterates to the running average with weight ``w``."""
+        self.total += w * self.theta
+        self.weight += w
+
+    def _mean(self):
+        return self.total / self.weight if self.weight > 0 else self.theta
+
+    def at(self, t: int):
+        """Record row ``j`` if ``t`` is a recorded step; return the full gradient when computed."""
+        if self.j >= self.rec.size or self.rec[self.j] != t:
+            return None
+        j, theta, g_full = self.j, self.theta, None
+        if self.grad_norm2 is not None:
+            g_full = np.asarray(self.problem.grad(theta), dtype=np.float64)
+            self.grad_norm2[j] = np.sum(g_full**2, axis=1)
+        if self.loss is not None:
+            self.loss[j] = self.problem.value(theta)
+        if self.dist2 is not None:
+            self.dist2[j] = np.sum((theta - self.x_star) ** 2, axis=1)
+        if self.average:
+            avg = self._mean()
+            if self.avg_loss is not None:
+                self.avg_loss[j] = self.problem.value(avg)
+            if self.avg_dist2 is not None:
+                self.avg_dist2[j] = np.sum((avg - self.x_star) ** 2, axis=1)
+        self.j += 1
         return g_full
 
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in range(steps + 1):
-            g_full = None
-            if j < rec.size and rec[j] == t:
-                g_full = record(t, j)
-                j += 1
-            if t == steps:
-                break
-            eta_t = lr_at(lr, t)
-            lrs[t] = eta_t
-            if batch_size is None:
-                g = g_full if g_full is not None else np.asarray(problem.grad(theta), dtype=np.float64)
-            else:
-                g = problem.grad_batches(theta, rng.integers(n, size=(n_runs, batch_size)))
-            if noise_std > 0:
-                g = g + noise_std * rng.standard_normal((n_runs, dim))
-            if average and t >= average_start:
-                w = 1.0 if average is True else eta_t
-                total += w * theta
-                weight += w
-            theta = theta - eta_t * g
-
-    return Runs(
-        steps=rec,
-        loss=loss,
-        dist2=dist2,
-        params=theta,
-        lr=lrs,
-        f_star=None if f_star is None else float(f_star),
-        average=(total / weight if weight > 0 else theta.copy()) if average else None,
-        avg_loss=avg_loss,
-        avg_dist2=avg_dist2,
-        grad_norm2=grad_norm2,
-    )
+    def runs(self) -> Runs:
+        f_star = getattr(self.problem, "f_star", None)
+        return Runs(
+            steps=self.rec, loss=self.loss, dist2=self.dist2, params=self.theta, lr=self.lr,
+            f_star=None if f_star is None else float(f_star),
+            average=self._mean().copy() if self.average else None,
+            avg_loss=self.avg_loss, avg_dist2=self.avg_dist2, grad_norm2=self.grad_norm2,
+        )

@@ -20,7 +20,7 @@ from ..records import Logger, SimulationHistory
 from ._common import ShardSampler, Stepper, check_batch_vs_shards, check_index_sets, check_step_rule
 from .compression import error_feedback_step
 
-__all__ = ["iid_shards", "accumulated_grad", "data_parallel_grad", "simulate_data_parallel"]
+__all__ = ["iid_shards", "worker_shards", "accumulated_grad", "data_parallel_grad", "simulate_data_parallel"]
 
 
 def iid_shards(n: int, n_workers: int, seed: int | None = None) -> list[np.ndarray]:
@@ -178,50 +178,74 @@ def simulate_data_parallel(
     n_workers = check_int("n_workers", n_workers, low=1)
     batch_size = check_int("batch_size", batch_size, low=1)
     lr = check_step_rule(lr, optimizer)
-    if compressor is not None and not callable(compressor):
-        raise ValueError(f"compressor must be callable fn(vector, rng), got {compressor!r}")
-    if error_feedback and compressor is None:
-        raise ValueError("error_feedback=True needs a compressor, got compressor=None")
+    _check_compression(compressor, error_feedback)
     rng = make_rng(seed)
-    shards = iid_shards(n, n_workers, seed) if shards is None else check_index_sets("shards", shards, n)
-    if len(shards) != n_workers:
-        raise ValueError(f"shards must hold n_workers = {n_workers} index arrays, got {len(shards)}")
-    if batches is None:
-        check_batch_vs_shards(batch_size, shards)
-        sampler = ShardSampler(shards, batch_size, rng)
-    else:
-        batches = np.asarray(batches)
-        if batches.shape != (steps, n_workers, batch_size):
-            raise ValueError(
-                f"batches must have shape (steps, n_workers, batch_size) = "
-                f"{(steps, n_workers, batch_size)}, got {batches.shape}"
-            )
+    shards = worker_shards(shards, n, n_workers, seed)
+    draw = _batch_source(shards, batches, steps, n_workers, batch_size, rng)
     theta = initial_params(problem, theta0, seed)
     step_fn = Stepper(theta, lr, optimizer)
     residuals = [np.zeros(tree_flatten(theta).size) for _ in range(n_workers)] if error_feedback else None
-    log = Logger(problem, f"data-parallel SGD (K={n_workers}, b={batch_size})", log_every, by="steps", diverge_factor=diverge_factor,
-                 record=SimulationHistory, track_minimizer=True)
+    log = Logger(problem, f"data-parallel SGD (K={n_workers}, b={batch_size})", log_every, by="steps",
+                 diverge_factor=diverge_factor, record=SimulationHistory, track_minimizer=True)
     used = [] if keep_batches else None
+    theta = _steps(problem, theta, steps, draw, n_micro, compressor, residuals, rng, step_fn, log, used)
+    return log.history(theta, batches=used)
+
+
+def _steps(problem, theta, steps, draw, n_micro, compressor, residuals, rng, step_fn, log, used):
+    """The synchronous steps of :func:`simulate_data_parallel`; returns the last iterate."""
     evals = 0
     log(theta, 0, evals, force=True)
     for t in range(steps):
-        worker_batches = sampler() if batches is None else list(batches[t])
+        worker_batches = draw(t)
         if used is not None:
             used.append(np.stack(worker_batches))
         grads = [accumulated_grad(problem, theta, b, n_micro) for b in worker_batches]
-        evals += n_workers * batch_size
+        evals += sum(len(b) for b in worker_batches)
         if compressor is not None:
-            sent = []
-            for k, g in enumerate(grads):
-                v = tree_flatten(g)
-                if error_feedback:
-                    c, residuals[k] = error_feedback_step(v, residuals[k], compressor, rng)
-                else:
-                    c = compressor(v, rng)
-                sent.append(tree_unflatten(c, g))
-            grads = sent
+            grads = [_compress(g, compressor, residuals, k, rng) for k, g in enumerate(grads)]
         theta = step_fn(theta, tree_mean(grads))
         if not log(theta, t + 1, evals):
             break
     log(theta, step_fn.count, evals, force=True)
-    return log.history(theta, batches=used)
+    return theta
+
+
+def _check_compression(compressor, error_feedback) -> None:
+    if compressor is not None and not callable(compressor):
+        raise ValueError(f"compressor must be callable fn(vector, rng), got {compressor!r}")
+    if error_feedback and compressor is None:
+        raise ValueError("error_feedback=True needs a compressor, got compressor=None")
+
+
+def worker_shards(shards, n, n_workers, seed):
+    """The workers' index sets: :func:`iid_shards` by default, else ``shards`` checked."""
+    shards = iid_shards(n, n_workers, seed) if shards is None else check_index_sets("shards", shards, n)
+    if len(shards) != n_workers:
+        raise ValueError(f"shards must hold n_workers = {n_workers} index arrays, got {len(shards)}")
+    return shards
+
+
+def _batch_source(shards, batches, steps, n_workers, batch_size, rng):
+    """``t -> [index array per worker]``: drawn from the shards, or the given ``batches[t]``."""
+    if batches is None:
+        check_batch_vs_shards(batch_size, shards)
+        sampler = ShardSampler(shards, batch_size, rng)
+        return lambda t: sampler()
+    batches = np.asarray(batches)
+    if batches.shape != (steps, n_workers, batch_size):
+        raise ValueError(
+            f"batches must have shape (steps, n_workers, batch_size) = "
+            f"{(steps, n_workers, batch_size)}, got {batches.shape}"
+        )
+    return lambda t: list(batches[t])
+
+
+def _compress(g, compressor, residuals, k, rng):
+    """Worker ``k``'s message: its flattened gradient compressed, with error feedback when
+    ``residuals`` is kept."""
+    v = tree_flatten(g)
+    if residuals is None:
+        return tree_unflatten(compressor(v, rng), g)
+    c, residuals[k] = error_feedback_step(v, residuals[k], compressor, rng)
+    return tree_unflatten(c, g)

@@ -22,7 +22,7 @@ from .._checks import (
 from .._tree import initial_params, sgd_step, tree_copy, tree_map, tree_mean, tree_norm
 from ..records import Logger, SimulationHistory
 from ._common import ShardSampler, check_batch_vs_shards, check_index_sets
-from .data_parallel import iid_shards
+from .data_parallel import worker_shards
 
 __all__ = ["client_drift", "simulate_local_sgd", "simulate_fedavg", "simulate_fedprox"]
 
@@ -198,9 +198,7 @@ def simulate_local_sgd(
     n_workers = check_int("n_workers", n_workers, low=1)
     if batch_size is None:
         raise ValueError("batch_size must be an integer >= 1, got None")
-    shards = iid_shards(n, n_workers, seed) if shards is None else check_index_sets("shards", shards, n)
-    if len(shards) != n_workers:
-        raise ValueError(f"shards must hold n_workers = {n_workers} index arrays, got {len(shards)}")
+    shards = worker_shards(shards, n, n_workers, seed)
     return _local_rounds(
         problem, shards, rounds, local_steps=local_steps, lr=lr, batch_size=batch_size, mu=0.0,
         client_fraction=1.0, server_optimizer=None, server_lr=None, keep_batches=keep_batches,

@@ -482,6 +482,23 @@ def _factored_dims(shape: tuple, factored: bool, min_dim_size_to_factor: int):
     return int(order[-2]), int(order[-1])
 
 
+def _factored_update(g, v_row, v_col, v, d, beta2: float, eps: float):
+    """One array's Adafactor step: the new (row, column) or full second moment and the scaled update."""
+    dtype = np.result_type(g)
+    grad_sqr = g * g + eps
+    if d is None:
+        v = (beta2 * v + (1.0 - beta2) * grad_sqr).astype(dtype, copy=False)
+        return g / np.sqrt(v), None, None, v
+    row_axis, col_axis = d
+    v_row = (beta2 * v_row + (1.0 - beta2) * grad_sqr.mean(axis=col_axis)).astype(dtype, copy=False)
+    v_col = (beta2 * v_col + (1.0 - beta2) * grad_sqr.mean(axis=row_axis)).astype(dtype, copy=False)
+    reduced_row_axis = row_axis - 1 if row_axis > col_axis else row_axis
+    row_factor = 1.0 / np.sqrt(v_row / v_row.mean(axis=reduced_row_axis, keepdims=True))
+    col_factor = 1.0 / np.sqrt(v_col)
+    u = g * np.expand_dims(row_factor, col_axis) * np.expand_dims(col_factor, row_axis)
+    return u, v_row, v_col, None
+
+
 class FactoredState(NamedTuple):
     """``count``; per array either ``v_row``/``v_col`` (factored; ``v`` is None) or ``v``."""
 
@@ -555,20 +572,7 @@ def scale_by_factored_rms(
         beta2 = 1.0 - float(t) ** (-decay_rate) if t > 0 else 0.0
 
         def one(g, v_row, v_col, v):
-            dtype = np.result_type(g)
-            grad_sqr = g * g + eps
-            d = dims(np.shape(g))
-            if d is None:
-                v = (beta2 * v + (1.0 - beta2) * grad_sqr).astype(dtype, copy=False)
-                return g / np.sqrt(v), None, None, v
-            row_axis, col_axis = d
-            v_row = (beta2 * v_row + (1.0 - beta2) * grad_sqr.mean(axis=col_axis)).astype(dtype, copy=False)
-            v_col = (beta2 * v_col + (1.0 - beta2) * grad_sqr.mean(axis=row_axis)).astype(dtype, copy=False)
-            reduced_row_axis = row_axis - 1 if row_axis > col_axis else row_axis
-            row_factor = 1.0 / np.sqrt(v_row / v_row.mean(axis=reduced_row_axis, keepdims=True))
-            col_factor = 1.0 / np.sqrt(v_col)
-            u = g * np.expand_dims(row_factor, col_axis) * np.expand_dims(col_factor, row_axis)
-            return u, v_row, v_col, None
+            return _factored_update(g, v_row, v_col, v, dims(np.shape(g)), beta2, eps)
 
         out = tree_map(one, updates, state.v_row, state.v_col, state.v)
         pick = lambda i: tree_map(lambda o: o[i], out)  # noqa: E731
