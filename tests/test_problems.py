@@ -333,7 +333,7 @@ def test_binary_logistic_minimizer_by_cg_for_large_dim(monkeypatch):
 
 @pytest.mark.parametrize("with_precond", [False, True])
 def test_cg_solves_spd_systems_to_the_requested_residual(with_precond):
-    from steplab.problems.base import _cg
+    from steplab.problems.base import cg as _cg
 
     rng = np.random.default_rng(0)
     Q = np.linalg.qr(rng.standard_normal((30, 30)))[0]

@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     "DIVERGE_FACTOR", "check_number", "check_nonnegative", "check_positive", "check_unit_interval",
-    "check_int", "check_bool", "check_lr", "lr_at", "check_choice", "check_callable",
+    "check_int", "check_bool", "check_lr", "lr_at", "check_choice", "check_callable", "check_tol",
     "check_finite_sum", "check_diverge_factor", "divergence_limit", "is_diverged", "make_rng",
 ]
 
@@ -105,6 +105,11 @@ def lr_at(lr, step: int, name: str = "lr") -> float:
     if not _is_real_number(eta) or not math.isfinite(eta) or eta < 0:
         raise ValueError(f"{name} must be >= 0 at every step, got {eta!r} at step {step}")
     return float(eta)
+
+
+def check_tol(name: str, value) -> float | None:
+    """A stopping tolerance: ``None`` (off) or a finite number >= 0."""
+    return None if value is None else check_nonnegative(name, value)
 
 
 def check_choice(name: str, value, choices):

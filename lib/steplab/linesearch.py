@@ -15,10 +15,9 @@ from typing import Callable
 import numpy as np
 
 from . import optim
-from ._checks import check_bool, check_int, divergence_limit
+from ._checks import check_bool, check_int, check_tol, divergence_limit
 from ._tree import initial_params, tree_copy
 from .records import History, stack_trajectory
-from .run import check_tol
 
 __all__ = ["LineSearchError", "armijo", "gd_armijo"]
 

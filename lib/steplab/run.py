@@ -35,7 +35,7 @@ from ._checks import (
     DIVERGE_FACTOR,
     check_diverge_factor,
     check_int,
-    check_nonnegative,
+    check_tol,
     divergence_limit,
     make_rng,
 )
@@ -59,11 +59,6 @@ def _check_metrics(metrics) -> dict[str, Callable]:
         if name in ("loss", "grad_norm", "update_norm", "lr"):
             raise ValueError(f"metrics[{name!r}] would shadow a built-in series; choose another name")
     return dict(metrics)
-
-
-def check_tol(name: str, value) -> float | None:
-    """A stopping tolerance: ``None`` (off) or a finite number >= 0."""
-    return None if value is None else check_nonnegative(name, value)
 
 
 def _progress(steps: int, progress: bool):

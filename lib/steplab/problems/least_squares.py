@@ -7,7 +7,7 @@ from functools import cached_property
 import numpy as np
 
 from .._checks import check_number
-from .base import FiniteSumProblem, _as_float_array, _check_data_matrix
+from .base import FiniteSumProblem, as_float_array, check_data_matrix
 
 __all__ = ["LeastSquares"]
 
@@ -54,8 +54,8 @@ class LeastSquares(FiniteSumProblem):
     batched = True
 
     def __init__(self, A, b, l2=0.0):
-        A = _check_data_matrix("A", A)
-        b = _as_float_array("b", b)
+        A = check_data_matrix("A", A)
+        b = as_float_array("b", b)
         if b.ndim != 1:
             raise ValueError(f"b must be a 1-D array of targets, got shape {b.shape}")
         if b.shape[0] != A.shape[0]:

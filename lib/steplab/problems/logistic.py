@@ -6,18 +6,19 @@ from functools import cached_property
 
 import numpy as np
 
-from .._checks import check_int, check_number
+from .._checks import check_number
 from .base import (
+    check_n_classes,
     FiniteSumProblem,
-    _cg,
-    _check_data_matrix,
-    _check_labels,
-    _newton,
+    cg,
+    check_data_matrix,
+    check_labels,
+    newton,
 )
 
 __all__ = ["LogisticRegression", "SoftmaxRegression", "sigmoid", "log_softmax"]
 
-#: Newton's method stops when the gradient norm is at most this (see ``_newton``).
+#: Newton's method stops when the gradient norm is at most this (see ``newton``).
 NEWTON_TOL = 1e-12
 #: Above this many parameters Newton's steps are solved by conjugate gradients.
 _DENSE_NEWTON_MAX_DIM = 1500
@@ -82,10 +83,10 @@ class _Classifier(FiniteSumProblem):
                 return np.linalg.solve(H, g)
             except np.linalg.LinAlgError:  # singular without L2
                 return np.linalg.lstsq(H, g, rcond=None)[0]
-        return _cg(lambda v: self._hvp(theta, v), g, tol=_forcing(g), max_iter=10 * self.dim)
+        return cg(lambda v: self._hvp(theta, v), g, tol=_forcing(g), max_iter=10 * self.dim)
 
     def _run_newton(self):
-        x, gnorm, iters, converged = _newton(
+        x, gnorm, iters, converged = newton(
             lambda t: float(self._value(t, None)),
             lambda t: self._grad(t, None),
             self._newton_solve,
@@ -119,7 +120,7 @@ class _Classifier(FiniteSumProblem):
         """``X`` checked to have the training data's columns (the training data when ``None``)."""
         if X is None:
             return self.X
-        X = _check_data_matrix("X", X)
+        X = check_data_matrix("X", X)
         if X.shape[1] != self.X.shape[1]:
             raise ValueError(f"X must have {self.X.shape[1]} columns, got shape {X.shape}")
         return X
@@ -183,7 +184,7 @@ class LogisticRegression(_Classifier):
     batched = True
 
     def __init__(self, X, y, l2=0.0):
-        X = _check_data_matrix("X", X)
+        X = check_data_matrix("X", X)
         self.y = _binary_labels(y, X.shape[0])
         self.l2 = check_number("l2", l2, low=0.0)
         self.X = X.astype(np.float64)
@@ -314,14 +315,9 @@ class SoftmaxRegression(_Classifier):
     batched = True
 
     def __init__(self, X, y, n_classes=None, l2=0.0):
-        X = _check_data_matrix("X", X)
-        y_arr = np.asarray(y)
-        if n_classes is None:
-            if y_arr.ndim != 1 or y_arr.size == 0 or not np.issubdtype(y_arr.dtype, np.number):
-                raise ValueError(f"y must be a 1-D array of integer labels, got shape {y_arr.shape}")
-            n_classes = max(2, int(np.max(y_arr)) + 1)
-        self.n_classes = check_int("n_classes", n_classes, low=2)
-        self.y = _check_labels("y", y_arr, self.n_classes, X.shape[0])
+        X = check_data_matrix("X", X)
+        self.n_classes = check_n_classes(y, n_classes)
+        self.y = check_labels("y", np.asarray(y), self.n_classes, X.shape[0])
         self.l2 = check_number("l2", l2, low=0.0)
         self.X = X.astype(np.float64)
         self.n, self.n_features = X.shape
@@ -329,7 +325,7 @@ class SoftmaxRegression(_Classifier):
         self._Y = np.eye(self.n_classes)[self.y]
 
     def _labels(self, y, n):
-        return _check_labels("y", y, self.n_classes, n)
+        return check_labels("y", y, self.n_classes, n)
 
     def _label_targets(self):
         return self.y
@@ -435,7 +431,7 @@ class SoftmaxRegression(_Classifier):
         def precond(r):
             return np.einsum("cij,jc->ic", inv_blocks, r.reshape(d, K)).ravel()
 
-        return _cg(hvp, g, tol=_forcing(g), max_iter=10 * self.dim, precond=precond)
+        return cg(hvp, g, tol=_forcing(g), max_iter=10 * self.dim, precond=precond)
 
     @cached_property
     def L(self):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_int, check_number
-from .base import Problem, _as_float_array
+from .base import Problem, as_float_array
 
 __all__ = ["Quadratic", "random_orthogonal"]
 
@@ -74,7 +74,7 @@ class Quadratic(Problem):
 
     def __init__(self, eigenvalues, seed=0, rotate=True, center=None,
                  allow_singular=False, allow_indefinite=False):
-        eig = _as_float_array("eigenvalues", eigenvalues)
+        eig = as_float_array("eigenvalues", eigenvalues)
         if eig.ndim != 1 or eig.size == 0:
             raise ValueError(f"eigenvalues must be a non-empty 1-D array, got shape {eig.shape}")
         eig = eig.astype(np.float64)
@@ -101,7 +101,7 @@ class Quadratic(Problem):
         if center is None:
             c = np.zeros(self.dim)
         else:
-            c = _as_float_array("center", center).astype(np.float64)
+            c = as_float_array("center", center).astype(np.float64)
             if c.shape != (self.dim,):
                 raise ValueError(f"center must have shape ({self.dim},), got shape {c.shape}")
         self.center = c

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_int, check_number
-from .base import Problem, _as_float_array
+from .base import Problem, as_float_array
 
 __all__ = ["ReddiCounterexample"]
 
@@ -112,7 +112,7 @@ class ReddiCounterexample(Problem):
         Returns an array of shape ``(T,)`` whose entry ``i`` is the regret
         after the first ``i + 1`` rounds.
         """
-        x = _as_float_array("thetas", thetas).astype(np.float64)
+        x = as_float_array("thetas", thetas).astype(np.float64)
         if x.ndim == 2 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 1 or x.size == 0:
