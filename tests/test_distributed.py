@@ -420,7 +420,7 @@ def test_bad_inputs_name_the_argument():
     A, b = make_least_squares(20, 3, seed=0)
     p = LeastSquares(A, b, l2=0.1)
     clients = [np.arange(10), np.arange(10, 20)]
-    with pytest.raises(ValueError, match="server_lr must be a positive number"):
+    with pytest.raises(ValueError, match="server_lr must be >= 0"):
         dist.simulate_fedavg(p, clients, 2, local_steps=1, lr=0.1, server_lr=-1.0)
     with pytest.raises(ValueError, match="theta0 must be finite"):
         dist.simulate_fedavg(p, clients, 2, local_steps=1, lr=0.1, theta0=np.array([np.inf, 0.0, 0.0]))

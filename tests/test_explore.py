@@ -36,8 +36,10 @@ def test_step_size_regimes_at_and_around_two_over_L():
     steep0 = 0.5 * at["trajectory"][0, 1] ** 2
     assert at["loss"][-1] == pytest.approx(steep0, rel=1e-6)
     assert above["regime"] == "diverges"
-    # |1 - 2.1| = 1.1 per step on the distance, 1.21 on the loss: 1e3 is crossed at step 37-39.
-    assert above["diverged_at"] is not None and 30 <= above["diverged_at"] <= 40
+    # |1 - 2.1| = 1.1 per step on the distance, 1.21 on the loss: the divergence limit
+    # DIVERGE_FACTOR * max(f0, 1) with f0 = 0.7 is crossed after log(1e6 / 0.7) / log(1.21) = 74.4
+    # steps of the steep component alone, a few more since it starts with part of the loss.
+    assert above["diverged_at"] is not None and 74 <= above["diverged_at"] <= 82
     assert len(above["loss"]) == above["diverged_at"] + 1
 
 
@@ -170,11 +172,11 @@ def test_noise_ball_small_step_limit():
 
 
 def test_batch_size_mean_square_instability_is_reported():
-    r = explore.batch_size_run(eta=0.9, batch_size=1)
+    r = explore.batch_size_run(eta=1.2, batch_size=1)
     assert r["ms_radius"] > 1 and r["ball"] is None
     assert r["diverged_at"] is not None
     assert np.isnan(r["ball_measured"])
-    stable = explore.batch_size_run(eta=0.9, batch_size=16)
+    stable = explore.batch_size_run(eta=1.2, batch_size=16)
     assert stable["ms_radius"] < 1 and stable["diverged_at"] is None
 
 

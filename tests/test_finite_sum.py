@@ -119,9 +119,9 @@ def test_gradient_evaluations_counted_exactly(method, kwargs, budget, evals, ste
     p = Counting(LeastSquares(A, b, l2=0.1))
     h = method(p, 0.05, budget, seed=0, **kwargs)
     assert h.grad_evals[-1] == evals
-    assert h.steps == steps and h.step[-1] == steps
+    assert h.n_steps == steps and h.steps[-1] == steps
     assert p.count == evals  # what the method reports is what it computed
-    assert h.grad_evals[0] == 0 and h.step[0] == 0
+    assert h.grad_evals[0] == 0 and h.steps[0] == 0
 
 
 def test_logging_points_and_epochs():
@@ -214,7 +214,7 @@ def test_schedule_lr_and_divergence():
     "method, kwargs, arg",
     [
         (fs.sgd, dict(lr=-0.1), "lr"),
-        (fs.sgd, dict(lr=0.0), "lr"),
+        (fs.sgd, dict(lr=float("nan")), "lr"),
         (fs.sgd, dict(budget=0), "budget"),
         (fs.sgd, dict(batch_size=51), "batch_size"),
         (fs.saga, dict(batch_size=0), "batch_size"),
@@ -265,7 +265,7 @@ def test_bad_starting_point_and_schedule_values_are_named():
     with pytest.raises(ValueError, match="theta0 must be finite"):
         fs.sgd(p, 0.1, 50, theta0=np.array([np.nan, 0.0, 0.0]))
     # a schedule that returns a negative step would run the method uphill
-    with pytest.raises(ValueError, match=r"lr schedule must return a finite number >= 0, got -1.0 at step 0"):
+    with pytest.raises(ValueError, match=r"lr must be >= 0 at every step, got -1.0 at step 0"):
         fs.svrg(p, lambda t: -1.0, 100)
     with np.errstate(over="ignore"), pytest.raises(ValueError, match="initial loss f\\(theta0\\) must be finite"):
         fs.saga(p, 0.1, 50, theta0=np.full(3, 1e200))  # finite, but f overflows

@@ -35,10 +35,10 @@ def test_every_step_is_the_first_accepted_trial(make, t0, beta, c):
     p = make()
     theta0 = np.array([-1.2, 1.0]) if isinstance(p, Rosenbrock) else p.init_params(0)
     h = gd_armijo(p, 40, t0=t0, beta=beta, c=c, theta0=theta0, keep_trajectory=True)
-    assert h.steps == 40 and h.stop_reason == "steps"
+    assert h.n_steps == 40 and h.stop_reason == "steps"
     xs, t = h.trajectory, h.metrics["step_size"]
     np.testing.assert_array_equal(h.lr, t)
-    for k in range(h.steps):
+    for k in range(h.n_steps):
         x, g = xs[k], p.grad(xs[k])
         g2 = g @ g
         np.testing.assert_allclose(xs[k + 1], x - t[k] * g, rtol=0, atol=1e-15 * (1 + np.abs(x).max()))
@@ -141,7 +141,7 @@ def test_dict_params_and_plain_callable_agree_with_flat_array():
 def test_grad_tol_stops_and_records_reason():
     q = _quadratic()
     h = gd_armijo(q, 10_000, t0=10.0, theta0=q.center + 1.0, grad_tol=1e-6)
-    assert h.stop_reason == "grad_tol" and h.steps < 10_000 and "grad_tol" in h.reason
+    assert h.stop_reason == "grad_tol" and h.n_steps < 10_000 and "grad_tol" in h.reason
     assert np.linalg.norm(q.grad(h.params)) <= 1e-6 < h.grad_norm.min()
 
 
@@ -157,7 +157,7 @@ def test_wrong_gradient_ends_in_line_search_error():
 
     w = WrongGrad([1.0, 2.0], rotate=False)
     h = gd_armijo(w, 5, max_backtracks=10, theta0=np.ones(2))
-    assert h.stop_reason == "line_search" and h.steps == 0 and not h.diverged
+    assert h.stop_reason == "line_search" and h.n_steps == 0 and not h.diverged
     np.testing.assert_array_equal(h.params, np.ones(2))
 
 
@@ -177,7 +177,7 @@ def test_validation():
         armijo(3.0, x, g)
     with pytest.raises(ValueError, match="grad has shape"):
         armijo(q, x, g[:2])
-    with pytest.raises(ValueError, match="steps must be a non-negative integer, got -2"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 0, got -2"):
         gd_armijo(q, -2)
     with pytest.raises(ValueError, match="grad_tol must be >= 0, got -1.0"):
         gd_armijo(q, 3, grad_tol=-1.0)

@@ -659,3 +659,28 @@ def test_scale_by_diagonal_checks_the_structure():
     flat = optim.scale_by_diagonal(np.ones(3))
     with pytest.raises(ValueError, match=r"d has shape \(3,\) but params has shape \(2,\)"):
         flat.update(np.ones(2), flat.init(np.ones(3)), np.ones(2))
+
+
+def test_flat_adamw_step_equals_the_readable_chain_on_many_arrays():
+    rng = np.random.default_rng(3)
+    shapes = {f"layer{i}.{kind}": (8, 5) if kind == "w" else (5,) for i in range(13) for kind in ("w", "b")}
+    params = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    opt = optim.adamw(lr=optim.schedules.cosine(0.01, 20), weight_decay=0.05)
+    pure, pure_state = params, opt.init(params)
+    flat = optim.flat_params(params)
+    assert set(flat) == set(params) and flat.flat.size == sum(a.size for a in params.values())
+    state = opt.init(flat)
+    for t in range(6):
+        grads = {k: rng.standard_normal(s) for k, s in shapes.items()}
+        if t == 3:
+            grads = {k: np.zeros(s) for k, s in shapes.items()}
+        updates, pure_state = opt.update(grads, pure_state, pure)
+        pure = optim.apply_updates(pure, updates)
+        given = optim.flat_params(grads) if t % 2 else grads  # flat or plain gradients
+        state = optim.adamw_step_inplace(flat, given, state, lr=optim.schedules.cosine(0.01, 20), weight_decay=0.05)
+        for k in params:
+            np.testing.assert_allclose(flat[k], pure[k], rtol=1e-13, atol=1e-15)
+    assert optim.current_lr(state) == optim.current_lr(pure_state)
+    flat["layer0.w"] = np.zeros((8, 5))  # no longer a view of the buffer
+    with pytest.raises(ValueError, match="no longer views"):
+        optim.adamw_step_inplace(flat, grads, state, lr=0.01)

@@ -91,8 +91,8 @@ def test_loss_curves_suboptimality_on_log_axis():
 def test_history_plot():
     q = Quadratic([1.0, 0.1], rotate=False)
     h = minimize(q, optim.sgd(0.5), 20)
-    lines = h.plot(key="update_norm")
-    np.testing.assert_allclose(lines[0].get_ydata(), h.update_norm)
+    ax = h.plot(key="update_norm")
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), h.update_norm)
 
 
 def test_loss_curves_use_the_steps_the_loss_was_evaluated_at():
@@ -120,11 +120,11 @@ def test_every_record_plots_against_what_it_counts():
     # SimulationHistory: against the step (round)
     s = distributed.simulate_local_sgd(p, 5, n_workers=2, local_steps=3, batch_size=4, lr=0.05)
     ax = s.plot(key="loss", log=False)
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), s.step)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), s.steps)
     np.testing.assert_allclose(ax.lines[0].get_ydata(), s.loss)
-    # History with a sparse loss: History.plot returns the lines, at the evaluated steps
+    # History with a sparse loss: at the evaluated steps
     hist = minimize(p, optim.sgd(lr=0.05), steps=20, eval_every=5)
-    (line,) = hist.plot(f_star=p.f_star)
+    (line,) = hist.plot(f_star=p.f_star).lines
     assert list(line.get_xdata()) == [0, 5, 10, 15, 20]
 
 

@@ -157,9 +157,9 @@ def test_mlp_bad_inputs():
         MLP(X, y, task="ranking")
     with pytest.raises(ValueError, match=r"activation must be 'tanh' or 'relu', got 'gelu'"):
         MLP(X, y, activation="gelu")
-    with pytest.raises(ValueError, match=r"hidden must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"hidden must be an integer >= 1, got 0"):
         MLP(X, y, hidden=0)
-    with pytest.raises(ValueError, match=r"l2 must be >= 0.0, got -0.5"):
+    with pytest.raises(ValueError, match=r"l2 must be >= 0, got -0.5"):
         MLP(X, y, l2=-0.5)
 
 

@@ -42,7 +42,7 @@ def test_gd_reproduces_closed_form_iterates():
     np.testing.assert_allclose(h.update_norm, eta * np.linalg.norm(grads, axis=1), rtol=1e-10)
     np.testing.assert_array_equal(h.lr, np.full(T, eta))
     np.testing.assert_allclose(h.params, xs[-1], rtol=1e-10, atol=1e-13)
-    assert h.steps == T and not h.diverged and h.diverged_at is None
+    assert h.n_steps == T and not h.diverged and h.diverged_at is None
     np.testing.assert_array_equal(x0, [3.0, 1.0, -1.0])  # theta0 is not modified
 
 
@@ -98,7 +98,7 @@ def test_divergence_above_two_over_L_stops_at_predicted_step():
         warnings.simplefilter("error")
         h = minimize(q, optim.sgd(2.5), 200, theta0=x0, diverge_factor=factor, keep_trajectory=True)
     assert h.diverged and h.diverged_at == expected
-    assert h.steps == expected - 1 and h.loss.size == expected
+    assert h.n_steps == expected - 1 and h.loss.size == expected
     assert "diverge_factor" in h.reason
     for a in (h.loss, h.grad_norm, h.update_norm, h.lr, h.trajectory):
         assert np.all(np.isfinite(a))
@@ -109,7 +109,7 @@ def test_divergence_above_two_over_L_stops_at_predicted_step():
 def test_divergence_below_two_over_L_does_not_trigger():
     q = Quadratic([1.0, 0.1], rotate=False)
     h = minimize(q, optim.sgd(1.99), 300, theta0=np.ones(2))
-    assert not h.diverged and h.steps == 300
+    assert not h.diverged and h.n_steps == 300
 
 
 @pytest.mark.parametrize("eta", [1e150, 1e300])
@@ -120,7 +120,7 @@ def test_overflow_is_caught_and_reported(eta):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         h = minimize(q, optim.sgd(eta), 10, theta0=np.array([1e10, 1e10]), diverge_factor=1e300)
-    assert h.diverged_at == 1 and h.steps == 0
+    assert h.diverged_at == 1 and h.n_steps == 0
     assert h.reason in ("loss is inf", "non-finite parameters")
     assert h.loss.shape == (1,) and np.isfinite(h.loss).all()
     np.testing.assert_array_equal(h.params, [1e10, 1e10])
@@ -193,13 +193,13 @@ def test_progress_bar_does_not_change_the_run():
 
 def test_validation():
     q, _, _ = _quadratic()
-    with pytest.raises(ValueError, match="steps must be a non-negative integer, got -1"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 0, got -1"):
         minimize(q, optim.sgd(0.1), -1)
     with pytest.raises(ValueError, match="batch_size=4 needs a finite-sum problem"):
         minimize(q, optim.sgd(0.1), 5, batch_size=4)
-    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, n = 30\], got 31"):
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 30\], got 31"):
         minimize(_ls(), optim.sgd(0.1), 5, batch_size=31)
-    with pytest.raises(ValueError, match="diverge_factor must be a number > 1, got 0.5"):
+    with pytest.raises(ValueError, match="diverge_factor must be > 1, got 0.5"):
         minimize(q, optim.sgd(0.1), 5, diverge_factor=0.5)
     with pytest.raises(ValueError, match="optimizer must be"):
         minimize(q, lambda g: g, 5)
@@ -243,7 +243,7 @@ def test_online_needs_online_problem():
 def _assert_same(h: History, ref: History):
     # Equal to rounding: a batched matrix product rounds differently from a single one, and the
     # rounding error is relative to the scale of the run, not to a value that has converged to 0.
-    assert h.diverged_at == ref.diverged_at and h.steps == ref.steps
+    assert h.diverged_at == ref.diverged_at and h.n_steps == ref.n_steps
     for key in ("loss", "grad_norm", "update_norm", "lr"):
         np.testing.assert_allclose(h[key], ref[key], rtol=1e-11, atol=1e-12 * np.max(np.abs(ref[key])))
     np.testing.assert_allclose(h.params, ref.params, rtol=1e-11, atol=1e-14)
@@ -282,10 +282,10 @@ def test_sweep_lr_validation():
 def test_zero_steps_and_optimizer_without_lr():
     q, _, _ = _quadratic()
     h = minimize(q, optim.sgd(0.1), 0)
-    assert h.steps == 0 and h.loss.shape == (1,) and h.lr.shape == (0,)
+    assert h.n_steps == 0 and h.loss.shape == (1,) and h.lr.shape == (0,)
     # scale(-0.1) is GD without a readable learning rate: no lr series, the rest recorded
     h = minimize(q, optim.scale(-0.1), 5)
-    assert h.lr is None and h.steps == 5
+    assert h.lr is None and h.n_steps == 5
     with pytest.raises(KeyError, match="no 'lr'"):
         h["lr"]
     np.testing.assert_allclose(h.loss, minimize(q, optim.sgd(0.1), 5).loss, rtol=1e-14)
@@ -301,14 +301,14 @@ def test_grad_tol_stops_at_the_predicted_step():
     q = Quadratic([L], rotate=False)
     expected = int(np.ceil(np.log(tol / (L * x0)) / np.log(abs(1 - eta * L))))
     h = minimize(q, optim.sgd(eta), 1000, theta0=np.array([x0]), grad_tol=tol)
-    assert h.stop_reason == "grad_tol" and h.steps == expected and h.loss.size == expected + 1
+    assert h.stop_reason == "grad_tol" and h.n_steps == expected and h.loss.size == expected + 1
     assert not h.diverged and "grad_tol" in h.reason
     assert np.all(h.grad_norm > tol)
     assert abs(q.grad(h.params)[0]) <= tol
     np.testing.assert_allclose(h.params, [x0 * (1 - eta * L) ** expected], rtol=1e-12)
     # the budget ends a run whose tolerance is not reached
     h = minimize(q, optim.sgd(eta), expected - 1, theta0=np.array([x0]), grad_tol=tol)
-    assert h.stop_reason == "steps" and h.reason is None and h.steps == expected - 1
+    assert h.stop_reason == "steps" and h.reason is None and h.n_steps == expected - 1
 
 
 def test_rel_tol_stops_at_the_predicted_step():
@@ -321,7 +321,7 @@ def test_rel_tol_stops_at_the_predicted_step():
     fires = f * (1 - (1 - eta * L) ** 2) <= rel_tol * np.maximum(f, 1.0)
     t_stop = int(np.argmax(fires))
     h = minimize(q, optim.sgd(eta), 2000, theta0=np.array([x0]), rel_tol=rel_tol)
-    assert h.stop_reason == "rel_tol" and h.steps == t_stop + 1
+    assert h.stop_reason == "rel_tol" and h.n_steps == t_stop + 1
     np.testing.assert_allclose(h.loss, f[: t_stop + 2], rtol=1e-10)
     # A ten times smaller step stops on the same rule with a far larger loss: the rule certifies nothing.
     slow = minimize(q, optim.sgd(eta / 10), 2000, theta0=np.array([x0]), rel_tol=rel_tol)
@@ -361,7 +361,7 @@ def test_stopping_and_metrics_validation():
         minimize(q, optim.sgd(0.1), 5, grad_tol=-1.0)
     with pytest.raises(ValueError, match="rel_tol must be a finite number, got nan"):
         minimize(q, optim.sgd(0.1), 5, rel_tol=float("nan"))
-    with pytest.raises(ValueError, match="metrics_every must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="metrics_every must be an integer >= 1, got 0"):
         minimize(q, optim.sgd(0.1), 5, metrics_every=0)
 
 
@@ -542,7 +542,7 @@ def test_sgd_runs_validation():
     from steplab.run import sgd_runs
 
     q = Quadratic([1.0, 2.0])
-    with pytest.raises(ValueError, match="n_runs must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="n_runs must be an integer >= 1, got 0"):
         sgd_runs(q, 0.1, 5, 0)
     with pytest.raises(ValueError, match="noise_std must be >= 0, got -1"):
         sgd_runs(q, 0.1, 5, 2, noise_std=-1.0)
@@ -581,9 +581,9 @@ def test_eval_every_evaluates_the_loss_only_at_the_listed_steps():
     np.testing.assert_allclose(sparse.loss, full.loss[sparse.loss_steps], rtol=1e-13)
     assert Counting.calls == 6
     np.testing.assert_array_equal(sparse.params, full.params)
-    assert sparse.steps == 23 and sparse.grad_norm.size == 23
+    assert sparse.n_steps == 23 and sparse.grad_norm.size == 23
     assert full.loss_steps is None
-    with pytest.raises(ValueError, match="eval_every must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1, got 0"):
         minimize(p, optim.sgd(0.05), 5, eval_every=0)
     with pytest.raises(ValueError, match="rel_tol compares consecutive losses and needs eval_every=1, got eval_every=2"):
         minimize(p, optim.sgd(0.05), 5, eval_every=2, rel_tol=1e-3)
@@ -606,3 +606,18 @@ def test_non_finite_starting_points_are_rejected_by_name():
         sgd_runs(q, 0.1, 3, 2, theta0=np.array([np.nan, 1.0]))
     with pytest.raises(ValueError, match="theta0 must be finite"):
         minimize_online(ReddiCounterexample(), optim.sgd(0.1), 3, theta0=np.array([np.nan]))
+
+
+def test_minimize_starts_an_mlp_from_its_own_seed():
+    from steplab.problems import MLP, make_classification
+
+    X, y = make_classification(30, 4, n_classes=3, seed=1)
+    h0 = minimize(MLP(X, y, hidden=5, seed=0), optim.sgd(0.1), 0, keep_trajectory=True)
+    h5 = minimize(MLP(X, y, hidden=5, seed=5), optim.sgd(0.1), 0, keep_trajectory=True)
+    start5 = MLP(X, y, hidden=5, seed=5).init_params()
+    for key in start5:
+        np.testing.assert_array_equal(h5.trajectory[0][key], start5[key])
+    assert not np.array_equal(h0.trajectory[0]["W1"], h5.trajectory[0]["W1"])
+    # an explicit seed still picks the initialization
+    h = minimize(MLP(X, y, hidden=5, seed=5), optim.sgd(0.1), 0, seed=0, keep_trajectory=True)
+    np.testing.assert_array_equal(h.trajectory[0]["W1"], h0.trajectory[0]["W1"])

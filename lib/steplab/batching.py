@@ -29,7 +29,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .finite_sum import _check_positive_int, _check_problem
+from ._checks import (
+    DIVERGE_FACTOR,
+    check_diverge_factor,
+    check_finite_sum,
+    check_int,
+    check_nonnegative,
+    check_number,
+    check_positive,
+    divergence_limit,
+    is_diverged,
+)
+from ._tree import initial_params
+from .records import BatchScaling
 
 __all__ = [
     "StepsToTarget",
@@ -43,16 +55,6 @@ __all__ = [
     "scale_batch",
     "bert_base_example",
 ]
-
-
-def _check_real(name, value, *, positive=False, nonnegative=False):
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def steps_to_target(
     theta0=None,
     check_every: int = 1,
     lr_grid=None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> StepsToTarget:
     r"""For each batch size :math:`B`, the number of SGD steps until :math:`f(\theta_t) \le` target.
 
@@ -143,12 +145,41 @@ def steps_to_target(
     G. E. Dahl, "Measuring the effects of data parallelism on neural network training",
     JMLR 2019.
     """
-    n = _check_problem(problem, ("n", "value", "grad_batch"))
+    n = check_finite_sum(problem, ("n", "value", "grad_batch"), what="steps_to_target")
+    sizes = _check_batch_sizes(batch_sizes, n)
+    grid, lrs = _check_lrs(lr, lr_grid, sizes)
+    target = check_number("target", target)
+    max_steps = check_int("max_steps", max_steps, low=1)
+    check_every = check_int("check_every", check_every, low=1)
+    diverge_factor = check_diverge_factor(diverge_factor)
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got []")
+
+    fast = getattr(problem, "batched", False) and hasattr(problem, "grad_batches")
+    runner = _steps_vectorized if fast else _steps_looped
+    counts = np.stack([runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every,
+                              diverge_factor) for i, b in enumerate(sizes)], axis=1)  # (k, m, n_seeds)
+    medians = np.median(counts, axis=2)
+    best = np.argmin(medians, axis=0)  # first minimum: the smaller step size on ties (grids ascending)
+    cols = np.arange(sizes.size)
+    out = StepsToTarget(sizes.astype(np.float64), grid[best, cols], counts[best, cols], medians[best, cols])
+    if lr_grid is not None:
+        out.grid, out.grid_steps = grid, medians
+    return out
+
+
+def _check_batch_sizes(batch_sizes, n: int) -> np.ndarray:
     sizes = np.asarray(batch_sizes)
     if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.integer):
         raise ValueError(f"batch_sizes must be a non-empty list of integers, got {batch_sizes!r}")
     if sizes.min() < 1 or sizes.max() > n:
         raise ValueError(f"batch_sizes must lie in [1, n = {n}], got {sizes.tolist()}")
+    return sizes
+
+
+def _check_lrs(lr, lr_grid, sizes):
+    """The candidate step sizes ``(k, m)`` per batch size and the first row, from ``lr`` or ``lr_grid``."""
     if lr_grid is not None:
         if lr is not None:
             raise ValueError(f"pass either lr or lr_grid, not both; got lr={lr!r}")
@@ -157,8 +188,8 @@ def steps_to_target(
             grid = np.repeat(grid[:, None], sizes.size, axis=1)
         if grid.ndim != 2 or grid.shape[1] != sizes.size or grid.shape[0] == 0:
             raise ValueError(f"lr_grid must have shape (k,) or (k, {sizes.size}), got shape {np.shape(lr_grid)}")
-        if not np.all(np.isfinite(grid) & (grid > 0)):
-            raise ValueError(f"lr_grid must hold positive step sizes, got {grid.tolist()}")
+        if not np.all(np.isfinite(grid) & (grid >= 0)):
+            raise ValueError(f"lr_grid must be >= 0, got {grid.tolist()}")
     elif lr is None:
         raise ValueError("lr must be given (a number, one per batch size, or a function of B) unless lr_grid is")
     if lr_grid is not None:
@@ -172,42 +203,15 @@ def steps_to_target(
         if lrs.shape != sizes.shape:
             raise ValueError(f"lr must be a number, a function of B, or one value per batch size "
                              f"({sizes.size}), got {lr!r}")
-    if not np.all(np.isfinite(lrs) & (lrs > 0)):
-        raise ValueError(f"lr must be positive at every batch size, got {lrs.tolist()}")
-    target = _check_real("target", target)
-    max_steps = _check_positive_int("max_steps", max_steps)
-    check_every = _check_positive_int("check_every", check_every)
-    diverge_factor = _check_real("diverge_factor", diverge_factor)
-    if not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be > 1, got {diverge_factor!r}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must hold at least one seed, got []")
-
+    if not np.all(np.isfinite(lrs) & (lrs >= 0)):
+        raise ValueError(f"lr must be >= 0 at every batch size, got {lrs.tolist()}")
     if lr_grid is None:
         grid = lrs[None, :]
-    fast = getattr(problem, "batched", False) and hasattr(problem, "grad_batches")
-    runner = _steps_vectorized if fast else _steps_looped
-    counts = np.stack(
-        [runner(problem, n, int(b), grid[:, i], target, max_steps, seeds, theta0, check_every,
-                diverge_factor)
-         for i, b in enumerate(sizes)],
-        axis=1,
-    )  # (k, m, n_seeds)
-    medians = np.median(counts, axis=2)
-    best = np.argmin(medians, axis=0)  # first minimum: the smaller step size on ties (grids ascending)
-    cols = np.arange(sizes.size)
-    out = StepsToTarget(sizes.astype(np.float64), grid[best, cols], counts[best, cols], medians[best, cols])
-    if lr_grid is not None:
-        out.grid, out.grid_steps = grid, medians
-    return out
+    return grid, lrs
 
 
-def _start(problem, seed, theta0):
-    theta = np.array(problem.init_params(seed) if theta0 is None else theta0, dtype=np.float64)
-    if not np.all(np.isfinite(theta)):
-        raise ValueError("theta0 must be finite, got non-finite entries")
-    return theta
+def _start(problem, seed, theta0) -> np.ndarray:
+    return np.asarray(initial_params(problem, theta0, seed), dtype=np.float64)
 
 
 def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, check_every,
@@ -218,7 +222,7 @@ def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, che
     theta = np.stack([_start(problem, seed, theta0) for seed in seeds])  # (s, d)
     start_loss = np.asarray(problem.value(theta))
     counts[:, start_loss <= target] = 0
-    limit = np.tile(diverge_factor * np.maximum(np.abs(start_loss), 1.0), k)  # per row
+    limit = np.tile(divergence_limit(start_loss, diverge_factor), k)  # per row
     theta = np.repeat(theta[None], k, axis=0).reshape(k * s, -1)  # row = lr index * s + seed index
     eta = np.repeat(etas, s)
     seed_of = np.tile(np.arange(s), k)
@@ -236,7 +240,7 @@ def _steps_vectorized(problem, n, b, etas, target, max_steps, seeds, theta0, che
                 loss = np.asarray(problem.value(theta[active]))
                 hit = loss <= target
                 counts.ravel()[active[hit]] = t
-                active = active[~hit & np.isfinite(loss) & (np.abs(loss) <= limit[active])]
+                active = active[~hit & ~is_diverged(loss, limit[active])]
     return counts
 
 
@@ -251,13 +255,13 @@ def _steps_looped(problem, n, b, etas, target, max_steps, seeds, theta0, check_e
             if start_loss <= target:
                 per_seed[i, j] = 0
                 continue
-            limit = diverge_factor * max(abs(start_loss), 1.0)
+            limit = divergence_limit(start_loss, diverge_factor)
             for t in range(1, max_steps + 1):
                 idx = rng.choice(n, size=b, replace=False)
                 theta = theta - eta * problem.grad_batch(theta, idx)
                 if t % check_every == 0 or t == max_steps:
                     loss = problem.value(theta)
-                    if not np.isfinite(loss) or abs(loss) > limit:
+                    if is_diverged(loss, limit):
                         break
                     if loss <= target:
                         per_seed[i, j] = t
@@ -353,9 +357,9 @@ def linear_scaling_lr(base_lr: float, base_batch: int, batch_size: int) -> float
     Reference: P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
     arXiv:1706.02677, 2017.
     """
-    base_lr = _check_real("base_lr", base_lr, positive=True)
-    base_batch = _check_positive_int("base_batch", base_batch)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    base_lr = check_positive("base_lr", base_lr)
+    base_batch = check_int("base_batch", base_batch, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
     return base_lr * batch_size / base_batch
 
 
@@ -386,11 +390,11 @@ def allreduce_time(n_params: float, n_workers: int, bandwidth: float, *, bytes_p
     of workstations", J. Parallel Distrib. Comput. 2009; A. Sergeev and M. Del Balso,
     "Horovod", arXiv:1802.05799, 2018.
     """
-    n_params = _check_real("n_params", n_params, positive=True)
-    n_workers = _check_positive_int("n_workers", n_workers)
-    bandwidth = _check_real("bandwidth", bandwidth, positive=True)
-    bytes_per_param = _check_positive_int("bytes_per_param", bytes_per_param)
-    latency = _check_real("latency", latency, nonnegative=True)
+    n_params = check_positive("n_params", n_params)
+    n_workers = check_int("n_workers", n_workers, low=1)
+    bandwidth = check_positive("bandwidth", bandwidth)
+    bytes_per_param = check_int("bytes_per_param", bytes_per_param, low=1)
+    latency = check_nonnegative("latency", latency)
     k = n_workers
     return 2 * (k - 1) / k * n_params * bytes_per_param / bandwidth + 2 * (k - 1) * latency
 
@@ -428,11 +432,11 @@ def data_parallel_step_time(batch_size: int, n_workers: int, n_params: float, ti
     Reference: P. Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour",
     arXiv:1706.02677, 2017, Section 5 (communication).
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    n_workers = _check_positive_int("n_workers", n_workers)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    n_workers = check_int("n_workers", n_workers, low=1)
     if batch_size % n_workers:
         raise ValueError(f"n_workers must divide batch_size = {batch_size}, got {n_workers}")
-    time_per_example = _check_real("time_per_example", time_per_example, positive=True)
+    time_per_example = check_positive("time_per_example", time_per_example)
     comm = allreduce_time(n_params, n_workers, bandwidth, bytes_per_param=bytes_per_param,
                           latency=latency)
     return StepTime(compute=batch_size // n_workers * time_per_example, communication=comm)
@@ -441,7 +445,7 @@ def data_parallel_step_time(batch_size: int, n_workers: int, n_params: float, ti
 def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_workers: int,
                 base_bandwidth: float, batch_size: int, n_workers: int, bandwidth: float,
                 n_params: float, time_per_example: float, base_warmup_steps: int = 0,
-                bytes_per_param: int = 4, latency: float = 0.0) -> dict:
+                bytes_per_param: int = 4, latency: float = 0.0) -> BatchScaling:
     r"""Scale a data-parallel run to a larger batch with the linear scaling rule.
 
     .. math::
@@ -456,7 +460,7 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
     critical batch size, so that it needs no more examples (else multiply :math:`S'` by
     :math:`E(B')/E(B)`, see :class:`CriticalBatchSize`).
 
-    Returns a dict with ``lr``, ``steps``, ``warmup_steps``, ``step_ratio`` (:math:`S/S'`),
+    Returns a :class:`~steplab.records.BatchScaling` (items as a dict: ``plan["lr"]``) with ``lr``, ``steps``, ``warmup_steps``, ``step_ratio`` (:math:`S/S'`),
     ``base_step_time`` and ``step_time`` (:class:`StepTime`), ``base_hours``, ``hours`` and
     ``speedup`` (base wall clock over new).
 
@@ -464,8 +468,8 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
     arXiv:1706.02677, 2017; S. McCandlish, J. Kaplan, D. Amodei et al., "An empirical model of
     large-batch training", arXiv:1812.06162, 2018.
     """
-    base_steps = _check_positive_int("base_steps", base_steps)
-    base_warmup_steps = _check_positive_int("base_warmup_steps", base_warmup_steps, minimum=0)
+    base_steps = check_int("base_steps", base_steps, low=1)
+    base_warmup_steps = check_int("base_warmup_steps", base_warmup_steps)
     lr = linear_scaling_lr(base_lr, base_batch, batch_size)
     steps = base_steps * base_batch / batch_size
     base_time = data_parallel_step_time(base_batch, base_workers, n_params, time_per_example,
@@ -474,20 +478,20 @@ def scale_batch(*, base_batch: int, base_lr: float, base_steps: int, base_worker
                                        bytes_per_param=bytes_per_param, latency=latency)
     base_seconds = base_steps * base_time.total
     seconds = steps * new_time.total
-    return {
-        "lr": lr,
-        "steps": steps,
-        "warmup_steps": base_warmup_steps * base_batch / batch_size,
-        "step_ratio": base_steps / steps,
-        "base_step_time": base_time,
-        "step_time": new_time,
-        "base_hours": base_seconds / 3600,
-        "hours": seconds / 3600,
-        "speedup": base_seconds / seconds,
-    }
+    return BatchScaling(
+        lr=lr,
+        planned_steps=steps,
+        warmup_steps=base_warmup_steps * base_batch / batch_size,
+        step_ratio=base_steps / steps,
+        base_step_time=base_time,
+        step_time=new_time,
+        base_hours=base_seconds / 3600,
+        hours=seconds / 3600,
+        speedup=base_seconds / seconds,
+    )
 
 
-def bert_base_example() -> dict:
+def bert_base_example() -> BatchScaling:
     r"""The chapter's worked example: BERT-base from batch 256 to batch 2048.
 
     Assumptions (round numbers of the kind a 2019 GPU cluster gives; change them and see):
@@ -502,7 +506,7 @@ def bert_base_example() -> dict:
     steps and 1,250 warmup steps: 8x fewer steps, but the all-reduce now crosses the slow
     inter-node links and takes longer than the compute, so the run is only about 4x faster.
 
-    Returns the dict of :func:`scale_batch`.
+    Returns the :class:`~steplab.records.BatchScaling` of :func:`scale_batch`.
     """
     return scale_batch(base_batch=256, base_lr=2e-4, base_steps=1_000_000, base_warmup_steps=10_000,
                        base_workers=8, base_bandwidth=100e9, batch_size=2048, n_workers=64,

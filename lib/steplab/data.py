@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .optim.base import check_bool, check_int
+from ._checks import check_bool, check_int
 
 __all__ = ["Dataset", "load_digits", "load_mnist", "read_idx", "split_iid", "split_non_iid", "MNIST_ENV"]
 
@@ -231,6 +231,54 @@ def _check_labels(path, labels: np.ndarray, n_images: int) -> None:
         raise ValueError(f"{path}: labels must be digits 0..9, found {int(labels.max())}")
 
 
+def _mnist_npz(p: Path, checksum: bool):
+    """Keras' mnist.npz: the four arrays, checked."""
+    if p.suffix != ".npz":
+        raise ValueError(f"MNIST path {p} must be a folder of IDX files or a .npz file")
+    if checksum:
+        digest = _file_digest(p, "sha256")
+        if digest != _MNIST_NPZ_SHA256:
+            raise ValueError(
+                f"{p}: SHA-256 {digest} does not match Keras' mnist.npz ({_MNIST_NPZ_SHA256}); "
+                "pass checksum=False to load it anyway"
+            )
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
+            if missing:
+                raise ValueError(f"{p} lacks arrays {sorted(missing)} (has {sorted(z.files)})")
+            arrays = {k: np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"cannot read {p} as .npz: {exc}") from exc
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim < 2:
+            raise ValueError(f"{p}: x_{split} must hold images, got shape {x.shape}")
+        _check_labels(f"{p} (y_{split})", y, x.shape[0])
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def _mnist_idx(p: Path, checksum: bool):
+    """A folder of the four IDX files (gzipped or not): the four arrays, checked."""
+    files = {key: _find_idx(p, stem) for key, stem in _IDX_STEMS.items()}
+    if checksum:
+        for f in files.values():
+            if f.name in _MNIST_GZ_MD5:
+                digest = _file_digest(f, "md5")
+                if digest != _MNIST_GZ_MD5[f.name]:
+                    raise ValueError(
+                        f"{f}: MD5 {digest} does not match the standard MNIST file "
+                        f"({_MNIST_GZ_MD5[f.name]}); pass checksum=False to load other IDX data"
+                    )
+    data = {key: read_idx(f) for key, f in files.items()}
+    for split in ("train", "test"):
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"]
+        if images.ndim != 3:
+            raise ValueError(f"{files[f'{split}_images']}: images must have 3 dimensions, got shape {images.shape}")
+        _check_labels(files[f"{split}_labels"], labels, images.shape[0])
+    return data["train_images"], data["train_labels"], data["test_images"], data["test_labels"]
+
+
 def load_mnist(path=None, checksum: bool = True, standardize: bool = True, dtype=np.float64) -> Dataset:
     r"""MNIST from local files: the standard IDX files or a Keras-style ``mnist.npz``.
 
@@ -258,49 +306,7 @@ def load_mnist(path=None, checksum: bool = True, standardize: bool = True, dtype
         ValueError: a malformed file, or a digest mismatch (the message names the file).
     """
     p = _resolve_mnist_path(path)
-    if p.is_file():
-        if p.suffix != ".npz":
-            raise ValueError(f"MNIST path {p} must be a folder of IDX files or a .npz file")
-        if checksum:
-            digest = _file_digest(p, "sha256")
-            if digest != _MNIST_NPZ_SHA256:
-                raise ValueError(
-                    f"{p}: SHA-256 {digest} does not match Keras' mnist.npz ({_MNIST_NPZ_SHA256}); "
-                    "pass checksum=False to load it anyway"
-                )
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                missing = {"x_train", "y_train", "x_test", "y_test"} - set(z.files)
-                if missing:
-                    raise ValueError(f"{p} lacks arrays {sorted(missing)} (has {sorted(z.files)})")
-                arrays = {k: np.asarray(z[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"cannot read {p} as .npz: {exc}") from exc
-        for split in ("train", "test"):
-            x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-            if x.ndim < 2:
-                raise ValueError(f"{p}: x_{split} must hold images, got shape {x.shape}")
-            _check_labels(f"{p} (y_{split})", y, x.shape[0])
-        Xtr, ytr, Xte, yte = arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
-    else:
-        files = {key: _find_idx(p, stem) for key, stem in _IDX_STEMS.items()}
-        if checksum:
-            for f in files.values():
-                if f.name in _MNIST_GZ_MD5:
-                    digest = _file_digest(f, "md5")
-                    if digest != _MNIST_GZ_MD5[f.name]:
-                        raise ValueError(
-                            f"{f}: MD5 {digest} does not match the standard MNIST file "
-                            f"({_MNIST_GZ_MD5[f.name]}); pass checksum=False to load other IDX data"
-                        )
-        data = {key: read_idx(f) for key, f in files.items()}
-        for split in ("train", "test"):
-            images, labels = data[f"{split}_images"], data[f"{split}_labels"]
-            if images.ndim != 3:
-                raise ValueError(f"{files[f'{split}_images']}: images must have 3 dimensions, got shape {images.shape}")
-            _check_labels(files[f"{split}_labels"], labels, images.shape[0])
-        Xtr, ytr = data["train_images"], data["train_labels"]
-        Xte, yte = data["test_images"], data["test_labels"]
+    Xtr, ytr, Xte, yte = _mnist_npz(p, checksum) if p.is_file() else _mnist_idx(p, checksum)
     if Xtr.shape[1:] != Xte.shape[1:]:
         raise ValueError(f"{p}: training images {Xtr.shape[1:]} and test images {Xte.shape[1:]} differ in size")
     dtype = np.dtype(dtype)

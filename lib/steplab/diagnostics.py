@@ -13,6 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import optim
+from ._checks import check_finite_sum, check_int
+from ._tree import tree_flatten, tree_norm, tree_unflatten
 
 __all__ = [
     "grad_norm",
@@ -34,52 +36,8 @@ __all__ = [
 ]
 
 
-def _leaves(tree) -> list[np.ndarray]:
-    if isinstance(tree, dict):
-        return [np.asarray(tree[k]) for k in sorted(tree)]
-    return [np.asarray(tree)]
-
-
-def _flatten(tree) -> np.ndarray:
-    """One float64 vector from an ndarray or a dict (keys in sorted order)."""
-    return np.concatenate([leaf.ravel() for leaf in _leaves(tree)]).astype(np.float64)
-
-
-def _unflatten(vec: np.ndarray, like):
-    """Inverse of :func:`_flatten`, with the shapes and dtypes of ``like``."""
-    if not isinstance(like, dict):
-        a = np.asarray(like)
-        return vec.reshape(a.shape).astype(a.dtype, copy=False)
-    out, i = {}, 0
-    for k in sorted(like):
-        a = np.asarray(like[k])
-        out[k] = vec[i : i + a.size].reshape(a.shape).astype(a.dtype, copy=False)
-        i += a.size
-    return out
-
-
-def _sqnorm(tree) -> float:
-    return float(sum(np.sum(np.square(leaf, dtype=np.float64)) for leaf in _leaves(tree)))
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_finite_sum(problem, what: str) -> int:
-    for attr in ("n", "grad_batch"):
-        if not hasattr(problem, attr):
-            raise ValueError(
-                f"{what} needs a finite-sum problem (with n and grad_batch); "
-                f"{type(problem).__name__} has no {attr!r}"
-            )
-    return int(problem.n)
-
-
 def _check_batch_size(name: str, value, n: int, replace: bool) -> int:
-    b = _check_positive_int(name, value)
+    b = check_int(name, value, low=1)
     if not replace and b > n:
         raise ValueError(f"{name} must be <= n = {n} when sampling without replacement, got {b}")
     return b
@@ -96,7 +54,7 @@ def grad_norm(grads) -> float:
     are what gradient clipping guards against; a norm that is not finite means
     the run has already diverged.
     """
-    return float(np.sqrt(_sqnorm(grads)))
+    return tree_norm(grads)
 
 
 def update_ratio(updates, params, per_array: bool = False):
@@ -120,7 +78,7 @@ def update_ratio(updates, params, per_array: bool = False):
     """
 
     def ratio(u, p) -> float:
-        nu, np_ = np.sqrt(_sqnorm(u)), np.sqrt(_sqnorm(p))
+        nu, np_ = tree_norm(u), tree_norm(p)
         if np_ == 0:
             return 0.0 if nu == 0 else float("inf")
         return float(nu / np_)
@@ -170,10 +128,10 @@ def sharpness(
     Reference: Cohen et al., "Gradient Descent on Neural Networks Typically
     Occurs at the Edge of Stability", ICLR 2021.
     """
-    iters = _check_positive_int("iters", iters)
+    iters = check_int("iters", iters, low=1)
     if not hasattr(problem, "hvp"):
         raise ValueError(f"sharpness needs problem.hvp; {type(problem).__name__} has none")
-    dim = _flatten(theta).size
+    dim = tree_flatten(theta).size
     if v0 is None:
         v = np.random.default_rng(seed).standard_normal(dim)
     else:
@@ -181,7 +139,7 @@ def sharpness(
             isinstance(v0, dict) and sorted(v0) != sorted(theta)
         ):
             raise ValueError("v0 must have the structure of theta (the same dict keys, or an array)")
-        v = _flatten(v0)
+        v = tree_flatten(v0)
         if v.size != dim:
             raise ValueError(f"v0 must have {dim} entries like theta, got {v.size}")
         if not (np.all(np.isfinite(v)) and np.any(v != 0)):
@@ -190,7 +148,7 @@ def sharpness(
     lam_prev = np.inf
     lam = 0.0
     for _ in range(iters):
-        hv = _flatten(problem.hvp(theta, _unflatten(v, theta)))
+        hv = tree_flatten(problem.hvp(theta, tree_unflatten(v, theta)))
         lam = float(v @ hv)
         norm = np.linalg.norm(hv)
         if norm == 0:
@@ -201,7 +159,7 @@ def sharpness(
             break
         lam_prev = lam
     if return_vector:
-        return lam, _unflatten(v, theta)
+        return lam, tree_unflatten(v, theta)
     return lam
 
 
@@ -229,11 +187,11 @@ def hessian(problem, theta) -> np.ndarray:
     """
     if not hasattr(problem, "hvp"):
         raise ValueError(f"hessian needs problem.hvp; {type(problem).__name__} has none")
-    dim = _flatten(theta).size
+    dim = tree_flatten(theta).size
     if dim == 0:
         raise ValueError("theta must have at least one entry, got an empty array")
     basis = np.eye(dim)
-    M = np.column_stack([_flatten(problem.hvp(theta, _unflatten(e, theta))) for e in basis])
+    M = np.column_stack([tree_flatten(problem.hvp(theta, tree_unflatten(e, theta))) for e in basis])
     return 0.5 * (M + M.T)
 
 
@@ -255,7 +213,7 @@ def sharpness_metric(problem, iters: int = 20, tol: float = 1e-3, seed: int = 0,
     Trouble: see :func:`sharpness`; under full-batch GD a sharpness that climbs to $2/\eta$
     and hovers there is the edge of stability.
     """
-    iters = _check_positive_int("iters", iters)
+    iters = check_int("iters", iters, low=1)
     if not hasattr(problem, "hvp"):
         raise ValueError(f"sharpness_metric needs problem.hvp; {type(problem).__name__} has none")
     last = {"v": None}
@@ -291,15 +249,15 @@ def minibatch_variance(
     gradient is mostly noise: a larger batch or a smaller step helps; when it
     is much smaller, a larger batch wastes computation.
     """
-    n = _check_finite_sum(problem, "minibatch_variance")
+    n = check_finite_sum(problem, ("n", "grad_batch"), what="minibatch_variance")
     b = _check_batch_size("batch_size", batch_size, n, replace)
-    n_batches = _check_positive_int("n_batches", n_batches)
+    n_batches = check_int("n_batches", n_batches, low=1)
     rng = np.random.default_rng(seed)
-    g = _flatten(problem.grad(theta))
+    g = tree_flatten(problem.grad(theta))
     total = 0.0
     for _ in range(n_batches):
         idx = rng.choice(n, size=b, replace=replace)
-        total += float(np.sum((_flatten(problem.grad_batch(theta, idx)) - g) ** 2))
+        total += float(np.sum((tree_flatten(problem.grad_batch(theta, idx)) - g) ** 2))
     return total / n_batches
 
 
@@ -368,17 +326,9 @@ def oracle_mean_error(problem, theta, batch_size: int, Ms, n_runs: int, seed: in
     Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
     Learning", SIAM Review 60(2), 2018, Section 5.2 (unbiased estimates and their variance).
     """
-    for attr in ("n", "grad", "per_example_grads"):
-        if not hasattr(problem, attr):
-            raise ValueError(
-                f"oracle_mean_error needs a finite sum with n, grad and per_example_grads; "
-                f"{type(problem).__name__} has no {attr!r}"
-            )
-    n = int(problem.n)
-    b = _check_positive_int("batch_size", batch_size)
-    if isinstance(n_runs, bool) or not isinstance(n_runs, (int, np.integer)) or n_runs < 2:
-        raise ValueError(f"n_runs must be an integer >= 2 (the standard error needs two runs), got {n_runs!r}")
-    n_runs = int(n_runs)
+    n = check_finite_sum(problem, ("n", "grad", "per_example_grads"), what="oracle_mean_error")
+    b = check_int("batch_size", batch_size, low=1)
+    n_runs = check_int("n_runs", n_runs, low=2)  # the standard error needs two runs
     Ms_arr = np.asarray(Ms)
     if (
         Ms_arr.ndim != 1
@@ -389,16 +339,8 @@ def oracle_mean_error(problem, theta, batch_size: int, Ms, n_runs: int, seed: in
     if transform is not None and not callable(transform):
         raise ValueError(f"transform must be None or callable, got {transform!r}")
 
-    g_full = _flatten(problem.grad(theta))
-    pe = problem.per_example_grads(theta)
-    shape = (n, g_full.size)
-    G_i = _flatten_examples(pe, "per_example_grads")
-    if G_i.shape != shape:
-        raise ValueError(f"per_example_grads must have {n} rows of {g_full.size} entries, got shape {G_i.shape}")
-    if transform is not None:
-        G_i = _flatten_examples(transform(pe), "the output of transform")
-        if G_i.shape != shape:
-            raise ValueError(f"transform must return per-example gradients of shape {shape}, got {G_i.shape}")
+    g_full = tree_flatten(problem.grad(theta))
+    G_i = _oracle_examples(problem, theta, transform, (n, g_full.size))
     mean_T = G_i.mean(axis=0)
     sigma2 = float(np.mean(np.sum((G_i - mean_T) ** 2, axis=1)))
     bias2 = float(np.sum((mean_T - g_full) ** 2))
@@ -416,6 +358,19 @@ def oracle_mean_error(problem, theta, batch_size: int, Ms, n_runs: int, seed: in
     se = np.array([np.std(err[int(m)], ddof=1) / np.sqrt(n_runs) for m in Ms_arr])
     predicted = bias2 + sigma2 / (b * Ms_arr.astype(np.float64))
     return OracleError(Ms_arr.copy(), mse, se, predicted, sigma2, bias2)
+
+
+def _oracle_examples(problem, theta, transform, shape) -> np.ndarray:
+    """The ``(n, dim)`` matrix of per-example gradients, passed through ``transform`` when given."""
+    pe = problem.per_example_grads(theta)
+    G_i = _flatten_examples(pe, "per_example_grads")
+    if G_i.shape != shape:
+        raise ValueError(f"per_example_grads must have {shape[0]} rows of {shape[1]} entries, got shape {G_i.shape}")
+    if transform is not None:
+        G_i = _flatten_examples(transform(pe), "the output of transform")
+        if G_i.shape != shape:
+            raise ValueError(f"transform must return per-example gradients of shape {shape}, got {G_i.shape}")
+    return G_i
 
 
 def _flatten_examples(pe, what: str) -> np.ndarray:
@@ -486,19 +441,19 @@ def noise_scale(
     Reference: McCandlish, Kaplan, Amodei et al., "An Empirical Model of
     Large-Batch Training", 2018, Appendix A.
     """
-    n = _check_finite_sum(problem, "noise_scale")
+    n = check_finite_sum(problem, ("n", "grad_batch"), what="noise_scale")
     bs = _check_batch_size("batch_small", batch_small, n, replace)
     bb = _check_batch_size("batch_big", batch_big, n, replace)
     if not bs < bb:
         raise ValueError(f"batch_small must be < batch_big, got {bs} and {bb}")
-    n_batches = _check_positive_int("n_batches", n_batches)
+    n_batches = check_int("n_batches", n_batches, low=1)
     rng = np.random.default_rng(seed)
 
     def mean_sqnorm(b: int) -> float:
         return float(
             np.mean(
                 [
-                    _sqnorm(problem.grad_batch(theta, rng.choice(n, size=b, replace=replace)))
+                    tree_norm(problem.grad_batch(theta, rng.choice(n, size=b, replace=replace))) ** 2
                     for _ in range(n_batches)
                 ]
             )
@@ -539,12 +494,12 @@ def noise_scale_from_norms(
 
     Reference: McCandlish et al., "An Empirical Model of Large-Batch Training", 2018, Appendix A.
     """
-    bs = _check_positive_int("batch_small", batch_small)
-    bb = _check_positive_int("batch_big", batch_big)
+    bs = check_int("batch_small", batch_small, low=1)
+    bb = check_int("batch_big", batch_big, low=1)
     if not bs < bb:
         raise ValueError(f"batch_small must be < batch_big, got {bs} and {bb}")
     if n is not None:
-        n = _check_positive_int("n", n)
+        n = check_int("n", n, low=1)
         if bb > n or n < 2:
             raise ValueError(f"n must be >= batch_big = {bb} and >= 2, got {n}")
 
@@ -648,7 +603,7 @@ def loss_ratio(losses, window: int = 1, f_star: float = 0.0) -> np.ndarray:
     $r$ stuck just below 1 means it is too small or the run has reached its
     noise floor; a steady $r$ well below 1 is healthy linear progress.
     """
-    w = _check_positive_int("window", window)
+    w = check_int("window", window, low=1)
     L = np.asarray(losses, dtype=np.float64) - f_star
     if L.ndim != 1 or L.size <= w:
         raise ValueError(f"losses must be 1-D and longer than window = {w}, got shape {L.shape}")
@@ -667,6 +622,20 @@ class LRRangeTest(NamedTuple):
     """The learning rate at the steepest descent of the smoothed loss (see :func:`lr_range_test`)."""
     history: object
     """The full ``steplab.run.History`` of the run (``loss[0]`` is $f(\\theta_0)$)."""
+
+
+def _check_range_test(lr_min, lr_max, steps, smooth, make_optimizer):
+    lr_min = optim.check_positive("lr_min", lr_min)
+    lr_max = optim.check_number("lr_max", lr_max)
+    if not lr_max > lr_min:
+        raise ValueError(f"lr_max must be > lr_min = {lr_min!r}, got {lr_max!r}")
+    steps = optim.check_int("steps", steps, low=2)
+    w = check_int("smooth", smooth, low=1, high=steps)
+    if make_optimizer is None:
+        make_optimizer = lambda lr: optim.sgd(lr=lr)  # noqa: E731
+    elif not callable(make_optimizer):
+        raise ValueError(f"make_optimizer must be callable (schedule -> optimizer), got {make_optimizer!r}")
+    return lr_min, lr_max, steps, w, make_optimizer
 
 
 def lr_range_test(
@@ -721,18 +690,7 @@ def lr_range_test(
     """
     from . import run
 
-    lr_min = optim.check_positive("lr_min", lr_min)
-    lr_max = optim.check_number("lr_max", lr_max)
-    if not lr_max > lr_min:
-        raise ValueError(f"lr_max must be > lr_min = {lr_min!r}, got {lr_max!r}")
-    steps = optim.check_int("steps", steps, low=2)
-    w = _check_positive_int("smooth", smooth)
-    if w > steps:
-        raise ValueError(f"smooth must be <= steps = {steps}, got {w}")
-    if make_optimizer is None:
-        make_optimizer = lambda lr: optim.sgd(lr=lr)  # noqa: E731
-    elif not callable(make_optimizer):
-        raise ValueError(f"make_optimizer must be callable (schedule -> optimizer), got {make_optimizer!r}")
+    lr_min, lr_max, steps, w, make_optimizer = _check_range_test(lr_min, lr_max, steps, smooth, make_optimizer)
 
     ratio = lr_max / lr_min
     schedule = optim.Schedule(
@@ -742,7 +700,7 @@ def lr_range_test(
         problem, make_optimizer(schedule), steps, batch_size=batch_size, seed=seed, theta0=theta0,
         diverge_factor=diverge_factor,
     )
-    m = hist.steps
+    m = hist.n_steps
     lrs = np.array([schedule(k) for k in range(m)])
     if m < w:
         raise ValueError(

@@ -14,7 +14,7 @@ fair way to compare SGD (1 evaluation per step at batch size 1) with SVRG and SA
 (2 per inner step plus :math:`n` per snapshot) and SAGA (1 per step plus :math:`n` for its
 table). All four share one signature::
 
-    method(problem, lr, budget, *, batch_size=1, seed=0, theta0=None, log_every=None, ...)
+    method(problem, lr, budget, *, batch_size=1, seed=None, theta0=None, log_every=None, ...)
 
 and return an :class:`EvalHistory`. A run stops before any operation whose cost would take
 the count above ``budget``, so every method spends at most ``budget`` evaluations.
@@ -22,14 +22,22 @@ the count above ``budget``, so every method spends at most ``budget`` evaluation
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from numbers import Real
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-from .optim.base import check_int
-from .run import Record, _loss_threshold
+from ._checks import (
+    DIVERGE_FACTOR,
+    check_choice,
+    check_diverge_factor,
+    check_finite_sum,
+    check_int,
+    check_lr,
+    lr_at,
+    make_rng,
+)
+from ._tree import initial_params, sgd_step, tree_copy, tree_map
+from .records import EvalHistory, Logger
 
 __all__ = [
     "EvalHistory",
@@ -44,81 +52,11 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# trees: a parameter is an ndarray or a flat dict of ndarrays
-
-
-def _tmap(fn, *trees):
-    if isinstance(trees[0], dict):
-        return {k: fn(*(t[k] for t in trees)) for k in trees[0]}
-    return fn(*trees)
-
-
-def _tleaves(tree):
-    return list(tree.values()) if isinstance(tree, dict) else [tree]
-
-
-def _tcopy(tree):
-    return _tmap(lambda a: np.array(a, copy=True), tree)
-
-
-def _sgd_step(theta, g, lr):
-    return _tmap(lambda t, d: (t - lr * d).astype(t.dtype, copy=False), theta, g)
-
-
-def _finite(tree) -> bool:
-    return all(np.all(np.isfinite(a)) for a in _tleaves(tree))
-
-
-# ---------------------------------------------------------------------------
 # validation
 
 
-def _check_problem(problem, need=("n", "value", "grad", "grad_batch")):
-    for attr in need:
-        if not hasattr(problem, attr):
-            raise ValueError(
-                f"problem must be a finite sum with attribute {attr!r}; "
-                f"{type(problem).__name__} has none"
-            )
-    n = problem.n
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"problem.n must be a positive integer, got {n!r}")
-    return int(n)
-
-
-def _check_positive_int(name, value, minimum=1):
-    return check_int(name, value, low=minimum)
-
-
-def _check_lr(lr, name="lr"):
-    if callable(lr):
-        return lr
-    if isinstance(lr, bool) or not isinstance(lr, Real) or not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{name} must be a positive number or a schedule, got {lr!r}")
-    return float(lr)
-
-
-def _lr_at(lr, step, name="lr"):
-    if not callable(lr):
-        return lr
-    eta = lr(step)
-    # a schedule may decay to 0, but a negative or NaN step would run the method backwards
-    if isinstance(eta, bool) or not isinstance(eta, Real) or not np.isfinite(eta) or eta < 0:
-        raise ValueError(f"the {name} schedule must return a finite number >= 0, got {eta!r} at step {step}")
-    return float(eta)
-
-
 def _check_batch_size(batch_size, n):
-    batch_size = _check_positive_int("batch_size", batch_size)
-    if batch_size > n:
-        raise ValueError(f"batch_size must be <= problem.n = {n}, got {batch_size}")
-    return batch_size
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
+    return check_int("batch_size", batch_size, low=1, high=n)
 
 
 def _sample(rng, n, batch_size):
@@ -128,156 +66,21 @@ def _sample(rng, n, batch_size):
     return rng.choice(n, size=batch_size, replace=False)
 
 
-# ---------------------------------------------------------------------------
-# the record
-
-
-@dataclass
-class EvalHistory(Record):
-    """What a run logged, indexed by logged point.
-
-    Attributes
-    ----------
-    method : str
-        Name of the method that produced the run.
-    grad_evals : ndarray of int
-        Gradient evaluations spent when each point was logged (one per-example gradient = 1).
-    step : ndarray of int
-        Parameter updates applied when each point was logged (``steps`` is the last one).
-    loss : ndarray
-        Full objective :math:`f(\\theta)` at each logged point.
-    params : ndarray or dict
-        The final parameters.
-    n : int
-        Number of terms in the finite sum (``epochs = grad_evals / n``).
-    f_star : float or None
-        The optimal value, when the problem knows it.
-    diverged, diverged_at
-        Whether the run stopped because the loss became non-finite or exceeded
-        ``diverge_factor * max(initial loss, 1)``, and at which step.
-    metrics : dict[str, ndarray]
-        Further per-point series (a method may add its own).
-    """
-
-    method: str
-    grad_evals: np.ndarray
-    step: np.ndarray
-    loss: np.ndarray
-    params: Any
-    n: int
-    f_star: float | None = None
-    diverged: bool = False
-    diverged_at: int | None = None
-    metrics: dict = field(default_factory=dict)
-
-    _series_names = ("loss", "grad_evals", "step", "epochs")
-
-    @property
-    def steps(self) -> int:
-        """Number of parameter updates the run applied."""
-        return int(self.step[-1])
-
-    @property
-    def epochs(self) -> np.ndarray:
-        """Gradient evaluations in units of full passes, ``grad_evals / n``."""
-        return self.grad_evals / self.n
-
-    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
-        return self.epochs, "gradient evaluations / n"
-
-    def plot(self, ax=None, key: str = "suboptimality", log: bool = True, label=None, **kw):
-        """Plot ``key`` ('suboptimality', 'loss' or a metric) against gradient evaluations / n.
-
-        Returns the Axes.
-        """
-        if key != "suboptimality" and key not in ("loss",) + tuple(self.metrics):
-            raise ValueError(f"key must be 'suboptimality', 'loss' or a metric name, got {key!r}")
-        (line,) = self._plot(ax, key, log, None, self.method if label is None else label, **kw)
-        return line.axes
-
-
-def _exceeds_limit(logger, loss) -> bool:
-    """The divergence test of :func:`steplab.run.minimize`: ``loss`` is non-finite or above
-    ``diverge_factor * max(|first logged loss|, 1)`` (the limit is set by the first call)."""
-    if logger.limit is None:
-        logger.limit = _loss_threshold(loss, logger.diverge_factor)
-    return not np.isfinite(loss) or abs(loss) > logger.limit
-
-
-class _Logger:
-    """Logs the full objective every ``log_every`` gradient evaluations and watches for divergence."""
-
-    def __init__(self, problem, method, n, log_every, diverge_factor):
-        self.problem = problem
-        self.method = method
-        self.n = n
-        self.log_every = log_every
-        self.diverge_factor = diverge_factor
-        self.evals, self.steps, self.loss = [], [], []
-        self.next_log = 0
-        self.limit = None
-        self.diverged_at = None
-
-    def __call__(self, theta, evals, steps, force=False) -> bool:
-        """Record if due; return False when the run must stop (diverged)."""
-        if not _finite(theta):
-            self.diverged_at = steps
-            return False
-        if not force and evals < self.next_log:
-            return True
-        if self.evals and self.evals[-1] == evals and self.steps[-1] == steps:
-            return True
-        loss = float(self.problem.value(theta))
-        self.evals.append(evals)
-        self.steps.append(steps)
-        self.loss.append(loss)
-        while self.next_log <= evals:
-            self.next_log += self.log_every
-        if _exceeds_limit(self, loss):
-            self.diverged_at = steps
-            return False
-        return True
-
-    def history(self, theta) -> EvalHistory:
-        f_star = getattr(self.problem, "f_star", None)
-        return EvalHistory(
-            method=self.method,
-            grad_evals=np.asarray(self.evals, dtype=np.int64),
-            step=np.asarray(self.steps, dtype=np.int64),
-            loss=np.asarray(self.loss, dtype=np.float64),
-            params=theta,
-            n=self.n,
-            f_star=None if f_star is None else float(f_star),
-            diverged=self.diverged_at is not None,
-            diverged_at=self.diverged_at,
-        )
-
-
 def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, method, need):
-    n = _check_problem(problem, need)
-    lr = _check_lr(lr)
-    budget = _check_positive_int("budget", budget)
+    n = check_finite_sum(problem, need, what=method)
+    lr = check_lr(lr)
+    budget = check_int("budget", budget, low=1)
     batch_size = _check_batch_size(batch_size, n)
-    log_every = n if log_every is None else _check_positive_int("log_every", log_every)
-    if not (isinstance(diverge_factor, Real) and diverge_factor > 1):
-        raise ValueError(f"diverge_factor must be a number > 1, got {diverge_factor!r}")
-    theta = _start(problem, theta0, seed)
-    return n, lr, budget, batch_size, theta, _Logger(problem, method, n, log_every, diverge_factor)
-
-
-def _start(problem, theta0, seed):
-    """A floating copy of ``theta0`` (default ``problem.init_params(seed)``), checked finite."""
-    theta = problem.init_params(seed) if theta0 is None else theta0
-    theta = _tmap(lambda a: np.array(a, dtype=np.result_type(np.asarray(a), np.float32), copy=True), theta)
-    if not _finite(theta):
-        raise ValueError("theta0 must be finite, got non-finite entries")
-    return theta
+    log_every = n if log_every is None else check_int("log_every", log_every, low=1)
+    diverge_factor = check_diverge_factor(diverge_factor)
+    theta = initial_params(problem, theta0, seed)
+    return n, lr, budget, batch_size, theta, Logger(problem, method, log_every, diverge_factor=diverge_factor)
 
 
 def _check_inner(m, n, batch_size):
     if m is None:
         return max(1, (2 * n) // batch_size)
-    return _check_positive_int("m", m)
+    return check_int("m", m, low=1)
 
 
 # ---------------------------------------------------------------------------
@@ -310,7 +113,7 @@ def svrg_estimator(problem, theta, idx, snapshot, snapshot_grad):
     """
     g_theta = problem.grad_batch(theta, idx)
     g_snap = problem.grad_batch(snapshot, idx)
-    return _tmap(lambda a, b, c: a - b + c, g_theta, g_snap, snapshot_grad)
+    return tree_map(lambda a, b, c: a - b + c, g_theta, g_snap, snapshot_grad)
 
 
 def saga_estimator(problem, theta, idx, table, table_mean):
@@ -339,11 +142,11 @@ def saga_estimator(problem, theta, idx, table, table_mean):
     """
     idx = np.asarray(idx)
     new = problem.per_example_grads(theta, idx)
-    return _saga_combine(new, _tmap(lambda t: t[idx], table), table_mean)
+    return _saga_combine(new, tree_map(lambda t: t[idx], table), table_mean)
 
 
 def _saga_combine(new, old, table_mean):
-    return _tmap(lambda a, b, c: (a - b).mean(axis=0) + c, new, old, table_mean)
+    return tree_map(lambda a, b, c: (a - b).mean(axis=0) + c, new, old, table_mean)
 
 
 def sarah_estimator(problem, theta, theta_prev, v_prev, idx):
@@ -372,7 +175,7 @@ def sarah_estimator(problem, theta, theta_prev, v_prev, idx):
     """
     g_new = problem.grad_batch(theta, idx)
     g_old = problem.grad_batch(theta_prev, idx)
-    return _tmap(lambda a, b, c: a - b + c, g_new, g_old, v_prev)
+    return tree_map(lambda a, b, c: a - b + c, g_new, g_old, v_prev)
 
 
 # ---------------------------------------------------------------------------
@@ -385,10 +188,10 @@ def sgd(
     budget: int,
     *,
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""Minibatch SGD with its gradient evaluations counted.
 
@@ -403,8 +206,9 @@ def sgd(
         lr: step size :math:`\eta`, a positive number or a schedule ``step -> float``.
         budget: maximum number of gradient evaluations.
         batch_size: examples per step.
-        seed: seed of ``np.random.default_rng`` for the index draws.
-        theta0: starting point (default ``problem.init_params(seed)``, as in :func:`steplab.run.minimize`).
+        seed: seed of ``np.random.default_rng`` for the index draws (``None``: 0) and of
+            ``problem.init_params`` (``None``: the problem's own), as in :func:`steplab.run.minimize`.
+        theta0: starting point (default ``problem.init_params(seed)``).
         log_every: log the full loss every this many evaluations (default ``n``).
         diverge_factor: stop when the loss exceeds this times ``max(initial loss, 1)``.
 
@@ -415,18 +219,18 @@ def sgd(
         problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, "SGD",
         ("n", "value", "grad_batch"),
     )
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     evals = steps = 0
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     while evals + b <= budget:
         idx = _sample(rng, n, b)
         g = problem.grad_batch(theta, idx)
         evals += b
-        theta = _sgd_step(theta, g, _lr_at(lr, steps))
+        theta = sgd_step(theta, g, lr_at(lr, steps))
         steps += 1
-        if not log(theta, evals, steps):
+        if not log(theta, steps, evals):
             break
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)
 
 
@@ -438,10 +242,10 @@ def svrg(
     m: int | None = None,
     snapshot: str = "last",
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""Stochastic variance-reduced gradient (SVRG).
 
@@ -476,33 +280,33 @@ def svrg(
         ("n", "value", "grad", "grad_batch"),
     )
     m = _check_inner(m, n, b)
-    _check_choice("snapshot", snapshot, ("last", "random"))
-    rng = np.random.default_rng(seed)
+    check_choice("snapshot", snapshot, ("last", "random"))
+    rng = make_rng(seed)
     evals = steps = 0
-    ok = log(theta, evals, steps, force=True)
+    ok = log(theta, steps, evals, force=True)
     while ok and evals + n <= budget:
-        snap = _tcopy(theta)
+        snap = tree_copy(theta)
         snap_grad = problem.grad(snap)
         evals += n
         keep_at = int(rng.integers(0, m)) if snapshot == "random" else None
         kept = None
         for t in range(m):
             if t == keep_at:
-                kept = _tcopy(theta)
+                kept = tree_copy(theta)
             if evals + 2 * b > budget:
                 ok = False
                 break
             idx = _sample(rng, n, b)
             g = svrg_estimator(problem, theta, idx, snap, snap_grad)
             evals += 2 * b
-            theta = _sgd_step(theta, g, _lr_at(lr, steps))
+            theta = sgd_step(theta, g, lr_at(lr, steps))
             steps += 1
-            if not log(theta, evals, steps):
+            if not log(theta, steps, evals):
                 ok = False
                 break
         if ok and kept is not None:
             theta = kept
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)
 
 
@@ -512,10 +316,10 @@ def saga(
     budget: int,
     *,
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""SAGA: SGD corrected by a table of stored per-example gradients.
 
@@ -543,21 +347,21 @@ def saga(
         problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, "SAGA",
         ("n", "value", "per_example_grads"),
     )
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     evals = steps = 0
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     if n <= budget:
         table = problem.per_example_grads(theta, np.arange(n))
-        table = _tmap(lambda a: np.array(a, dtype=np.float64), table)
+        table = tree_map(lambda a: np.array(a, dtype=np.float64), table)
         evals += n
-        table_mean = _tmap(lambda a: a.mean(axis=0), table)
+        table_mean = tree_map(lambda a: a.mean(axis=0), table)
         while evals + b <= budget:
             idx = _sample(rng, n, b)
             new = problem.per_example_grads(theta, idx)
-            old = _tmap(lambda t: t[idx], table)
+            old = tree_map(lambda t: t[idx], table)
             g = _saga_combine(new, old, table_mean)
             evals += b
-            theta = _sgd_step(theta, g, _lr_at(lr, steps))
+            theta = sgd_step(theta, g, lr_at(lr, steps))
             steps += 1
 
             def refresh(t, mean, a, o):
@@ -565,10 +369,10 @@ def saga(
                 t[idx] = a
                 return mean
 
-            table_mean = _tmap(refresh, table, table_mean, new, old)
-            if not log(theta, evals, steps):
+            table_mean = tree_map(refresh, table, table_mean, new, old)
+            if not log(theta, steps, evals):
                 break
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)
 
 
@@ -580,10 +384,10 @@ def sarah(
     m: int | None = None,
     snapshot: str = "last",
     batch_size: int = 1,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     log_every: int | None = None,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> EvalHistory:
     r"""SARAH: stochastic recursive gradient with a full-gradient restart every ``m`` steps.
 
@@ -616,24 +420,24 @@ def sarah(
         ("n", "value", "grad", "grad_batch"),
     )
     m = _check_inner(m, n, b)
-    _check_choice("snapshot", snapshot, ("last", "random"))
-    rng = np.random.default_rng(seed)
+    check_choice("snapshot", snapshot, ("last", "random"))
+    rng = make_rng(seed)
     evals = steps = 0
-    ok = log(theta, evals, steps, force=True)
+    ok = log(theta, steps, evals, force=True)
     while ok and evals + n <= budget:
         keep_at = int(rng.integers(0, m + 1)) if snapshot == "random" else None
-        kept = _tcopy(theta) if keep_at == 0 else None
+        kept = tree_copy(theta) if keep_at == 0 else None
         v = problem.grad(theta)
         evals += n
         theta_prev = theta
-        theta = _sgd_step(theta, v, _lr_at(lr, steps))
+        theta = sgd_step(theta, v, lr_at(lr, steps))
         steps += 1
-        ok = log(theta, evals, steps)
+        ok = log(theta, steps, evals)
         for t in range(1, m):
             if not ok:
                 break
             if t == keep_at:
-                kept = _tcopy(theta)
+                kept = tree_copy(theta)
             if evals + 2 * b > budget:
                 ok = False
                 break
@@ -641,10 +445,10 @@ def sarah(
             v = sarah_estimator(problem, theta, theta_prev, v, idx)
             evals += 2 * b
             theta_prev = theta
-            theta = _sgd_step(theta, v, _lr_at(lr, steps))
+            theta = sgd_step(theta, v, lr_at(lr, steps))
             steps += 1
-            ok = log(theta, evals, steps)
+            ok = log(theta, steps, evals)
         if ok and kept is not None:
             theta = kept
-    log(theta, evals, steps, force=True)
+    log(theta, steps, evals, force=True)
     return log.history(theta)

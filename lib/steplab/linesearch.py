@@ -15,7 +15,9 @@ from typing import Callable
 import numpy as np
 
 from . import optim
-from .run import History, _check_steps, _check_tol, _copy, _initial_params, _stack_trajectory
+from ._checks import check_bool, check_int, check_tol, divergence_limit
+from ._tree import initial_params, tree_copy
+from .records import History, stack_trajectory
 
 __all__ = ["LineSearchError", "armijo", "gd_armijo"]
 
@@ -157,56 +159,53 @@ def gd_armijo(
 
     Reference: Armijo (1966); Nocedal and Wright, *Numerical Optimization*, 2nd ed., Sec. 3.1.
     """
-    steps = _check_steps(steps)
+    steps = check_int("steps", steps)
     t0, beta, c, max_backtracks = _check_search(t0, beta, c, max_backtracks)
-    grad_tol = _check_tol("grad_tol", grad_tol)
-    if not isinstance(keep_trajectory, (bool, np.bool_)):
-        raise ValueError(f"keep_trajectory must be True or False, got {keep_trajectory!r}")
-    theta = _initial_params(problem, theta0, seed)
-    f_k = float(problem.value(theta))
-    if not np.isfinite(f_k):
-        raise ValueError(f"the initial loss f(theta0) must be finite, got {f_k}")
-
-    losses, gnorms, unorms, step_sizes, n_evals = [f_k], [], [], [], []
-    thetas = [_copy(theta)] if keep_trajectory else None
-    diverged_at, reason, stop_reason = None, None, "steps"
+    grad_tol = check_tol("grad_tol", grad_tol)
+    keep_trajectory = check_bool("keep_trajectory", keep_trajectory)
+    theta = initial_params(problem, theta0, seed)
+    f_0 = float(problem.value(theta))
+    divergence_limit(f_0)  # raises unless the initial loss is finite
+    series = {"loss": [f_0], "grad_norm": [], "update_norm": [], "step_size": [], "n_evals": []}
+    thetas = [tree_copy(theta)] if keep_trajectory else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for k in range(steps):
-            g = problem.grad(theta)
-            g_norm = optim.tree_norm(g)
-            if not np.isfinite(g_norm):
-                diverged_at, reason, stop_reason = k, "non-finite gradient", "diverged"
-                break
-            if grad_tol is not None and g_norm <= grad_tol:
-                reason, stop_reason = f"||g_{k}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}", "grad_tol"
-                break
-            try:
-                t, new_theta, f_new, evals = _armijo(
-                    problem.value, theta, g, f_k, g_norm**2, t0, beta, c, max_backtracks
-                )
-            except LineSearchError as err:
-                reason, stop_reason = f"step {k}: {err}", "line_search"
-                break
-            gnorms.append(g_norm)
-            unorms.append(t * g_norm)
-            step_sizes.append(t)
-            n_evals.append(evals)
-            losses.append(f_new)
-            theta, f_k = new_theta, f_new
-            if keep_trajectory:
-                thetas.append(_copy(theta))
-
-    step_sizes = np.array(step_sizes, dtype=np.float64)
+        theta, diverged_at, reason, stop_reason = _armijo_steps(
+            problem, theta, steps, (t0, beta, c, max_backtracks), grad_tol, series, thetas)
+    step_sizes = np.array(series["step_size"], dtype=np.float64)
     return History(
-        loss=np.array(losses),
-        grad_norm=np.array(gnorms),
-        update_norm=np.array(unorms),
+        loss=np.array(series["loss"]),
+        grad_norm=np.array(series["grad_norm"]),
+        update_norm=np.array(series["update_norm"]),
         lr=step_sizes,
         params=theta,
-        metrics={"step_size": step_sizes.copy(), "n_evals": np.array(n_evals, dtype=np.int64)},
-        trajectory=_stack_trajectory(thetas) if keep_trajectory else None,
+        metrics={"step_size": step_sizes.copy(), "n_evals": np.array(series["n_evals"], dtype=np.int64)},
+        trajectory=stack_trajectory(thetas) if keep_trajectory else None,
         diverged_at=diverged_at,
         reason=reason,
         stop_reason=stop_reason,
         metric_steps=np.arange(len(step_sizes), dtype=np.int64),
     )
+
+
+def _armijo_steps(problem, theta, steps, search, grad_tol, series, thetas):
+    """The iterations of :func:`gd_armijo`, appending to ``series`` (and ``thetas``); returns the
+    last iterate, ``diverged_at``, ``reason`` and ``stop_reason``."""
+    f_k = series["loss"][-1]
+    for k in range(steps):
+        g = problem.grad(theta)
+        g_norm = optim.tree_norm(g)
+        if not np.isfinite(g_norm):
+            return theta, k, "non-finite gradient", "diverged"
+        if grad_tol is not None and g_norm <= grad_tol:
+            return theta, None, f"||g_{k}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}", "grad_tol"
+        try:
+            t, theta_new, f_new, evals = _armijo(problem.value, theta, g, f_k, g_norm**2, *search)
+        except LineSearchError as err:
+            return theta, None, f"step {k}: {err}", "line_search"
+        for name, value in (("grad_norm", g_norm), ("update_norm", t * g_norm), ("step_size", t),
+                            ("n_evals", evals), ("loss", f_new)):
+            series[name].append(value)
+        theta, f_k = theta_new, f_new
+        if thetas is not None:
+            thetas.append(tree_copy(theta))
+    return theta, None, None, "steps"

@@ -26,157 +26,26 @@ silenced, since the loop detects their result itself.
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from . import optim
+from ._checks import (
+    DIVERGE_FACTOR,
+    check_diverge_factor,
+    check_int,
+    check_tol,
+    divergence_limit,
+    make_rng,
+)
+from ._tree import initial_params, tree_copy
+from .records import History, Record, Runs, stack_trajectory
 
 __all__ = ["Record", "History", "Runs", "minimize", "minimize_online", "sweep_lr", "sgd_runs"]
 
 
-class Record:
-    r"""What every run record shares: series by name, the suboptimality and a plot.
-
-    $$\Delta_t = f(\theta_t) - f^\star,$$
-
-    for the recorded losses $f(\theta_t)$. :class:`History` (:func:`minimize`),
-    :class:`steplab.finite_sum.EvalHistory` and
-    :class:`steplab.distributed.SimulationHistory` derive from it; each names its
-    built-in series (``_series_names``) and what the series are plotted against
-    (``_plot_x``).
-
-    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
-    Learning", SIAM Review 60(2), 2018, Section 4 (suboptimality against the step or the
-    number of gradient evaluations).
-    """
-
-    _series_names: tuple[str, ...] = ("loss",)
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        """A series by name: a built-in series of this record or a metric."""
-        if key in self._series_names:
-            value = getattr(self, key)
-            if value is None:
-                raise KeyError(f"this run recorded no {key!r}")
-            return value
-        if key in self.metrics:
-            return self.metrics[key]
-        known = [k for k in self._series_names if getattr(self, k) is not None]
-        raise KeyError(f"no series {key!r}; this run has {known + sorted(self.metrics)}")
-
-    def suboptimality(self, f_star: float | None = None) -> np.ndarray:
-        r"""$f(\theta_t) - f^\star$ for every recorded loss (``f_star`` defaults to the run's own)."""
-        if f_star is None:
-            f_star = getattr(self, "f_star", None)
-        if f_star is None:
-            raise ValueError("f_star is unknown for this run; pass f_star=...")
-        return self.loss - f_star
-
-    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
-        """The x values of a series of ``size`` entries, and the axis label."""
-        return np.arange(size), "step $t$"
-
-    def _plot(self, ax, key, log, f_star, label, **kwargs):
-        from . import plotting
-
-        return plotting.loss_curves({label: self}, ax=ax, key=key, log=log, f_star=f_star, **kwargs)
-
-
-@dataclass
-class History(Record):
-    r"""What a run recorded.
-
-    Attributes:
-        loss: $f(\theta_t)$ for $t = 0, \dots, T$ (length ``steps + 1``; the full objective
-            even for minibatch runs). For :func:`minimize_online`, the online losses
-            $f_t(\theta_t)$, $t = 1, \dots, T$ (length ``steps``).
-        grad_norm: $\|g_t\|$ of the gradient handed to the optimizer at step $t$ (a minibatch
-            gradient when ``batch_size`` is set), length ``steps``.
-        update_norm: $\|\theta_{t+1} - \theta_t\|$, length ``steps``.
-        lr: the learning rate each update used (``None`` when the optimizer has none to read).
-        metrics: extra series, name -> array with one value per entry of ``metric_steps``
-            (every step unless ``metrics_every`` was set).
-        params: the last good parameters $\theta_T$.
-        trajectory: $\theta_0, \dots, \theta_T$ when kept (an array ``(T + 1, dim)`` for array
-            parameters, a list of dicts for dict parameters), else ``None``.
-        diverged_at: index of the first iterate that failed the divergence test, or ``None``.
-        reason: why the run was stopped early (divergence or a stopping rule, with the numbers),
-            or ``None`` when it used its whole budget.
-        stop_reason: which rule ended the run: ``"steps"`` (the budget), ``"grad_tol"``,
-            ``"rel_tol"``, ``"diverged"``, or ``"line_search"`` (see
-            :func:`steplab.linesearch.gd_armijo`); ``None`` for a History built by hand.
-        metric_steps: the steps $t$ at which the metrics were computed (metric values at
-            $\theta_t$), or ``None`` for a History built by hand.
-        loss_steps: the steps $t$ of the entries of ``loss`` when :func:`minimize` evaluated
-            it only every ``eval_every`` steps; ``None`` when ``loss`` has every step.
-    """
-
-    loss: np.ndarray
-    grad_norm: np.ndarray
-    update_norm: np.ndarray
-    lr: np.ndarray | None
-    params: Any
-    metrics: dict[str, np.ndarray] = field(default_factory=dict)
-    trajectory: Any = None
-    diverged_at: int | None = None
-    reason: str | None = None
-    stop_reason: str | None = None
-    metric_steps: np.ndarray | None = None
-    loss_steps: np.ndarray | None = None
-
-    @property
-    def steps(self) -> int:
-        """Number of updates recorded."""
-        return int(self.grad_norm.size)
-
-    @property
-    def diverged(self) -> bool:
-        return self.diverged_at is not None
-
-    _series_names = ("loss", "grad_norm", "update_norm", "lr")
-
-    def _plot_x(self, key: str, size: int) -> tuple[np.ndarray, str]:
-        # the loss may be evaluated only every eval_every steps, the metrics every metrics_every
-        steps = self.loss_steps if key == "loss" else self.metric_steps if key in self.metrics else None
-        if steps is None or len(steps) != size:
-            steps = np.arange(size)
-        return np.asarray(steps), "step $t$"
-
-    def plot(self, ax=None, key: str = "loss", log: bool = True, f_star: float | None = None,
-             label: str | None = None, **kwargs):
-        """Plot one series against the step (see :func:`steplab.plotting.loss_curves`).
-
-        Returns the list with the one ``Line2D`` drawn.
-        """
-        return self._plot(ax, key, log, f_star, label or key, **kwargs)
-
-    def __repr__(self) -> str:
-        if self.diverged:
-            status = f"diverged at {self.diverged_at} ({self.reason})"
-        elif self.reason is not None:
-            status = f"stopped: {self.reason}"
-        else:
-            status = "finished"
-        last = f"{self.loss[-1]:.4g}" if self.loss.size else "n/a"
-        return f"History(steps={self.steps}, final loss={last}, {status})"
-
-
 # ------------------------------------------------------------------ validation
-
-
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    return int(steps)
-
-
-def _check_diverge_factor(diverge_factor) -> float:
-    if isinstance(diverge_factor, bool) or not isinstance(diverge_factor, numbers.Real) or not diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be a number > 1, got {diverge_factor!r}")
-    return float(diverge_factor)
 
 
 def _check_metrics(metrics) -> dict[str, Callable]:
@@ -190,34 +59,6 @@ def _check_metrics(metrics) -> dict[str, Callable]:
         if name in ("loss", "grad_norm", "update_norm", "lr"):
             raise ValueError(f"metrics[{name!r}] would shadow a built-in series; choose another name")
     return dict(metrics)
-
-
-def _check_tol(name: str, value) -> float | None:
-    if value is None:
-        return None
-    return optim.check_nonnegative(name, value)
-
-
-def _copy(tree):
-    return optim.tree_map(lambda a: np.array(a, copy=True), tree)
-
-
-def _initial_params(problem, theta0, seed):
-    if theta0 is None:
-        return problem.init_params(seed)
-    return _copy(theta0)
-
-
-def _loss_threshold(loss0: float, diverge_factor: float) -> float:
-    if not np.isfinite(loss0):
-        raise ValueError(f"the initial loss f(theta0) must be finite, got {loss0}")
-    return diverge_factor * max(abs(loss0), 1.0)
-
-
-def _stack_trajectory(thetas: list):
-    if thetas and not isinstance(thetas[0], dict):
-        return np.stack(thetas)
-    return thetas
 
 
 def _progress(steps: int, progress: bool):
@@ -237,11 +78,11 @@ def minimize(
     optimizer: optim.GradientTransformation,
     steps: int,
     batch_size: int | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     theta0=None,
     metrics: dict[str, Callable] | None = None,
     keep_trajectory: bool = False,
-    diverge_factor: float = 1e6,
+    diverge_factor: float = DIVERGE_FACTOR,
     progress: bool = False,
     grad_tol: float | None = None,
     rel_tol: float | None = None,
@@ -259,8 +100,10 @@ def minimize(
         optimizer: a ``steplab.optim.GradientTransformation``.
         steps: number of updates $T$.
         batch_size: ``None`` for the full gradient, else $B$ examples drawn without replacement
-            at each step from ``np.random.default_rng(seed)``.
-        seed: seeds the minibatch sampler and, when ``theta0`` is None, ``problem.init_params``.
+            at each step from ``np.random.default_rng(seed)`` (``seed=None``: 0).
+        seed: seeds the minibatch sampler and, when ``theta0`` is None, ``problem.init_params``;
+            ``None`` keeps the problem's own initialization (``MLP(seed=5)`` starts from its
+            seed-5 weights).
         theta0: starting parameters (copied; default ``problem.init_params(seed)``).
         metrics: extra series, name -> ``fn(theta, grad, update, state) -> float``, called
             with $\theta_t$, $g_t$, $u_t$ and the optimizer state after the update.
@@ -290,20 +133,69 @@ def minimize(
     Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
     Learning", SIAM Review 60(2), 2018, Algorithm 4.1.
     """
-    steps = _check_steps(steps)
-    diverge_factor = _check_diverge_factor(diverge_factor)
+    steps, metric_fns, grad_tol, rel_tol, n, batch_size = _check_minimize(
+        problem, optimizer, steps, batch_size, metrics, grad_tol, rel_tol, metrics_every, eval_every)
+    diverge_factor = check_diverge_factor(diverge_factor)
+    rng = make_rng(seed)
+    theta = initial_params(problem, theta0, seed)
+    state = optimizer.init(theta)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss0 = float(problem.value(theta))
+    trace = _Trace(loss0, metric_fns, optim.current_lr(state) is not None, theta if keep_trajectory else None)
+    threshold = divergence_limit(loss0, diverge_factor)
+    it, bar = _progress(steps, progress)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        theta, diverged_at, reason, stop_reason = _loop(
+            problem, optimizer, theta, state, trace, it, bar, threshold, rng, n, batch_size, grad_tol,
+            rel_tol, eval_every, metrics_every, steps)
+    if bar is not None:
+        bar.close()
+    return trace.history(theta, diverged_at, reason, stop_reason, eval_every > 1)
+
+
+def _loop(problem, optimizer, theta, state, trace, it, bar, threshold, rng, n, batch_size, grad_tol,
+          rel_tol, eval_every, metrics_every, steps):
+    """The updates of :func:`minimize`; returns the last good iterate and why the run ended."""
+    for t in it:
+        if batch_size is None:
+            g = problem.grad(theta)
+        else:
+            g = problem.grad_batch(theta, rng.choice(n, size=batch_size, replace=False))
+        if not optim.tree_all_finite(g):
+            return theta, t, "non-finite gradient", "diverged"
+        g_norm = optim.tree_norm(g)
+        if grad_tol is not None and g_norm <= grad_tol:
+            return theta, None, f"||g_{t}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}", "grad_tol"
+        updates, new_state = optimizer.update(g, state, theta)
+        new_theta = optim.apply_updates(theta, updates)
+        evaluate = eval_every == 1 or (t + 1) % eval_every == 0 or t == steps - 1
+        loss = float(problem.value(new_theta)) if evaluate and optim.tree_all_finite(new_theta) else None
+        diverged_at, reason = _diverged(t, new_theta, loss, threshold)
+        if diverged_at is not None:
+            return theta, diverged_at, reason, "diverged"
+        loss_prev = trace.losses[-1]
+        trace.add(t, theta, g, g_norm, updates, new_state, new_theta, loss, metrics_every)
+        theta, state = new_theta, new_state
+        if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
+            bar.set_postfix(loss=f"{trace.losses[-1]:.4g}", refresh=False)
+        reason = _rel_tol_reached(t, loss_prev, loss, rel_tol)
+        if reason is not None:
+            return theta, None, reason, "rel_tol"
+    return theta, None, None, "steps"
+
+
+def _check_minimize(problem, optimizer, steps, batch_size, metrics, grad_tol, rel_tol, metrics_every,
+                    eval_every):
+    """The arguments of :func:`minimize`, checked: steps, metrics, tolerances, n and batch size."""
+    steps = check_int("steps", steps)
     metric_fns = _check_metrics(metrics)
-    grad_tol = _check_tol("grad_tol", grad_tol)
-    rel_tol = _check_tol("rel_tol", rel_tol)
-    if isinstance(metrics_every, bool) or not isinstance(metrics_every, numbers.Integral) or metrics_every < 1:
-        raise ValueError(f"metrics_every must be a positive integer, got {metrics_every!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, numbers.Integral) or eval_every < 1:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
-    eval_every = int(eval_every)
+    grad_tol = check_tol("grad_tol", grad_tol)
+    rel_tol = check_tol("rel_tol", rel_tol)
+    check_int("metrics_every", metrics_every, low=1)
+    eval_every = check_int("eval_every", eval_every, low=1)
     if eval_every > 1 and rel_tol is not None:
         raise ValueError(f"rel_tol compares consecutive losses and needs eval_every=1, got eval_every={eval_every}")
-    if not isinstance(optimizer, optim.GradientTransformation):
-        raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
+    _check_optimizer(optimizer)
     n = None
     if batch_size is not None:
         if not (hasattr(problem, "grad_batch") and hasattr(problem, "n")):
@@ -312,95 +204,83 @@ def minimize(
                 f"{type(problem).__name__} has none (use batch_size=None)"
             )
         n = int(problem.n)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must be an integer in [1, n = {n}], got {batch_size!r}")
-        batch_size = int(batch_size)
-    rng = np.random.default_rng(seed)
+        batch_size = check_int("batch_size", batch_size, low=1, high=n)
+    return steps, metric_fns, grad_tol, rel_tol, n, batch_size
 
-    theta = _initial_params(problem, theta0, seed)
-    state = optimizer.init(theta)
-    has_lr = optim.current_lr(state) is not None
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss0 = float(problem.value(theta))
-    threshold = _loss_threshold(loss0, diverge_factor)
 
-    losses, gnorms, unorms, lrs = [loss0], [], [], []
-    loss_steps = [0]
-    series = {name: [] for name in metric_fns}
-    metric_steps = []
-    thetas = [_copy(theta)] if keep_trajectory else None
-    diverged_at, reason, stop_reason = None, None, "steps"
-    it, bar = _progress(steps, progress)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in it:
-            if batch_size is None:
-                g = problem.grad(theta)
-            else:
-                g = problem.grad_batch(theta, rng.choice(n, size=batch_size, replace=False))
-            if not optim.tree_all_finite(g):
-                diverged_at, reason = t, "non-finite gradient"
-                break
-            g_norm = optim.tree_norm(g)
-            if grad_tol is not None and g_norm <= grad_tol:
-                stop_reason = "grad_tol"
-                reason = f"||g_{t}|| = {g_norm:.3g} <= grad_tol = {grad_tol:g}"
-                break
-            updates, new_state = optimizer.update(g, state, theta)
-            new_theta = optim.apply_updates(theta, updates)
-            if not optim.tree_all_finite(new_theta):
-                diverged_at, reason = t + 1, "non-finite parameters"
-                break
-            evaluate = eval_every == 1 or (t + 1) % eval_every == 0 or t == steps - 1
-            if evaluate:
-                loss = float(problem.value(new_theta))
-                if not np.isfinite(loss):
-                    diverged_at, reason = t + 1, f"loss is {loss}"
-                    break
-                if abs(loss) > threshold:
-                    diverged_at = t + 1
-                    reason = f"|loss| = {abs(loss):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
-                    break
-            gnorms.append(g_norm)
-            unorms.append(optim.tree_norm(updates))
-            if has_lr:
-                lrs.append(optim.current_lr(new_state))
-            if t % metrics_every == 0:
-                metric_steps.append(t)
-                for name, fn in metric_fns.items():
-                    series[name].append(float(fn(theta, g, updates, new_state)))
-            loss_prev = losses[-1]
-            if evaluate:
-                losses.append(loss)
-                loss_steps.append(t + 1)
-            theta, state = new_theta, new_state
-            if keep_trajectory:
-                thetas.append(_copy(theta))
-            if bar is not None and (t % max(1, steps // 100) == 0 or t == steps - 1):
-                bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
-            if rel_tol is not None and abs(loss_prev - loss) <= rel_tol * max(abs(loss_prev), 1.0):
-                stop_reason = "rel_tol"
-                reason = (
-                    f"|f_{t} - f_{t + 1}| = {abs(loss_prev - loss):.3g} <= rel_tol * max(|f_{t}|, 1)"
-                    f" = {rel_tol * max(abs(loss_prev), 1.0):.3g}"
-                )
-                break
-    if bar is not None:
-        bar.close()
+def _check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, optim.GradientTransformation):
+        raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
 
-    return History(
-        loss=np.array(losses),
-        grad_norm=np.array(gnorms),
-        update_norm=np.array(unorms),
-        lr=np.array(lrs, dtype=np.float64) if has_lr else None,
-        params=theta,
-        metrics={name: np.array(v) for name, v in series.items()},
-        trajectory=_stack_trajectory(thetas) if keep_trajectory else None,
-        diverged_at=diverged_at,
-        reason=reason,
-        stop_reason="diverged" if diverged_at is not None else stop_reason,
-        metric_steps=np.array(metric_steps, dtype=np.int64),
-        loss_steps=np.array(loss_steps, dtype=np.int64) if eval_every > 1 else None,
-    )
+
+def _diverged(t: int, new_theta, loss, threshold: float):
+    """``(diverged_at, reason)`` by the divergence rule for the iterate of step ``t + 1``, or ``(None, None)``.
+
+    ``loss`` is ``None`` when the objective was not evaluated at this step."""
+    if not optim.tree_all_finite(new_theta):
+        return t + 1, "non-finite parameters"
+    if loss is None:
+        return None, None
+    if not np.isfinite(loss):
+        return t + 1, f"loss is {loss}"
+    if abs(loss) > threshold:
+        return t + 1, f"|loss| = {abs(loss):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
+    return None, None
+
+
+def _rel_tol_reached(t: int, loss_prev: float, loss, rel_tol):
+    """The reason text when the relative change of the loss fell to ``rel_tol``, else ``None``."""
+    if rel_tol is None or loss is None:
+        return None
+    change, scale = abs(loss_prev - loss), rel_tol * max(abs(loss_prev), 1.0)
+    if change > scale:
+        return None
+    return f"|f_{t} - f_{t + 1}| = {change:.3g} <= rel_tol * max(|f_{t}|, 1) = {scale:.3g}"
+
+
+class _Trace:
+    """The series a run of :func:`minimize` accumulates, turned into a :class:`History` at the end."""
+
+    def __init__(self, loss0, metric_fns, has_lr, theta0=None):
+        # an online run records f_t(theta_t) from t = 1 on, so it starts with no loss
+        self.losses, self.loss_steps = ([], []) if loss0 is None else ([loss0], [0])
+        self.gnorms, self.unorms, self.lrs = [], [], [] if has_lr else None
+        self.metric_fns, self.series, self.metric_steps = metric_fns, {k: [] for k in metric_fns}, []
+        self.thetas = None if theta0 is None else [tree_copy(theta0)]
+
+    def add(self, t, theta, g, g_norm, updates, new_state, new_theta, loss, metrics_every, moved=None):
+        """Record step ``t``: the norms, the rate, the metrics (every ``metrics_every``) and the loss
+        (of ``new_theta``; for an online run, ``moved`` is the projected step and ``loss`` is
+        $f_{t+1}(\theta_t)$, recorded at round $t + 1$)."""
+        self.gnorms.append(g_norm)
+        self.unorms.append(optim.tree_norm(updates if moved is None else moved))
+        if self.lrs is not None:
+            self.lrs.append(optim.current_lr(new_state))
+        if t % metrics_every == 0:
+            self.metric_steps.append(t)
+            for name, fn in self.metric_fns.items():
+                self.series[name].append(float(fn(theta, g, updates, new_state)))
+        if loss is not None:
+            self.losses.append(loss)
+            self.loss_steps.append(t + 1)
+        if self.thetas is not None:
+            self.thetas.append(tree_copy(new_theta))
+
+    def history(self, params, diverged_at, reason, stop_reason, sparse_loss: bool) -> History:
+        return History(
+            loss=np.array(self.losses),
+            grad_norm=np.array(self.gnorms),
+            update_norm=np.array(self.unorms),
+            lr=None if self.lrs is None else np.array(self.lrs, dtype=np.float64),
+            params=params,
+            metrics={name: np.array(v) for name, v in self.series.items()},
+            trajectory=None if self.thetas is None else stack_trajectory(self.thetas),
+            diverged_at=diverged_at,
+            reason=reason,
+            stop_reason="diverged" if diverged_at is not None else stop_reason,
+            metric_steps=np.array(self.metric_steps, dtype=np.int64),
+            loss_steps=np.array(self.loss_steps, dtype=np.int64) if sparse_loss else None,
+        )
 
 
 # ------------------------------------------------------------------ online
@@ -440,29 +320,25 @@ def minimize_online(
     Reference: Zinkevich, "Online Convex Programming and Generalized Infinitesimal Gradient
     Ascent", ICML 2003; Reddi, Kale and Kumar, "On the Convergence of Adam and Beyond", ICLR 2018.
     """
-    steps = _check_steps(steps)
+    steps = check_int("steps", steps)
     metric_fns = _check_metrics(metrics)
     for attr in ("value_at", "grad_at", "project"):
         if not hasattr(problem, attr):
             raise ValueError(
                 f"minimize_online needs problem.{attr}; {type(problem).__name__} has none (use minimize)"
             )
-    if not isinstance(optimizer, optim.GradientTransformation):
-        raise ValueError(f"optimizer must be a steplab.optim.GradientTransformation, got {optimizer!r}")
-    theta = problem.project(_initial_params(problem, theta0, 0))
+    _check_optimizer(optimizer)
+    theta = problem.project(initial_params(problem, theta0, 0))
     if not optim.tree_all_finite(theta):
         raise ValueError("theta0 must be finite, got non-finite entries")
     state = optimizer.init(theta)
-    has_lr = optim.current_lr(state) is not None
-    losses, gnorms, unorms, lrs, iterates = [], [], [], [], [_copy(theta)]
-    series = {name: [] for name in metric_fns}
+    trace = _Trace(None, metric_fns, optim.current_lr(state) is not None, theta)
     diverged_at, reason = None, None
     it, bar = _progress(steps, progress)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for i in it:
-            t = i + 1
-            loss = float(problem.value_at(theta, t))
-            g = problem.grad_at(theta, t)
+            loss = float(problem.value_at(theta, i + 1))
+            g = problem.grad_at(theta, i + 1)
             if not (np.isfinite(loss) and optim.tree_all_finite(g)):
                 diverged_at, reason = i, "non-finite loss or gradient"
                 break
@@ -471,436 +347,20 @@ def minimize_online(
             if not optim.tree_all_finite(new_theta):
                 diverged_at, reason = i + 1, "non-finite parameters"
                 break
-            losses.append(loss)
-            gnorms.append(optim.tree_norm(g))
-            unorms.append(optim.tree_norm(optim.tree_map(np.subtract, new_theta, theta)))
-            if has_lr:
-                lrs.append(optim.current_lr(new_state))
-            for name, fn in metric_fns.items():
-                series[name].append(float(fn(theta, g, updates, new_state)))
+            # the projected step, not the raw update, is what moved the iterate
+            step = optim.tree_map(np.subtract, new_theta, theta)
+            trace.add(i, theta, g, optim.tree_norm(g), updates, new_state, new_theta, loss, 1, moved=step)
             theta, state = new_theta, new_state
-            iterates.append(_copy(theta))
             if bar is not None and (i % max(1, steps // 100) == 0 or i == steps - 1):
                 bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
     if bar is not None:
         bar.close()
-    out = {name: np.array(v) for name, v in series.items()}
-    if hasattr(problem, "average_regret") and losses and "average_regret" not in out:
-        out["average_regret"] = np.asarray(problem.average_regret(np.stack(iterates[:-1])))
-    return History(
-        loss=np.array(losses),
-        grad_norm=np.array(gnorms),
-        update_norm=np.array(unorms),
-        lr=np.array(lrs, dtype=np.float64) if has_lr else None,
-        params=theta,
-        metrics=out,
-        trajectory=_stack_trajectory(iterates) if keep_trajectory else None,
-        diverged_at=diverged_at,
-        reason=reason,
-        stop_reason="diverged" if diverged_at is not None else "steps",
-        metric_steps=np.arange(len(losses), dtype=np.int64),
-    )
+    history = trace.history(theta, diverged_at, reason, "steps", True)
+    if hasattr(problem, "average_regret") and trace.gnorms and "average_regret" not in history.metrics:
+        history.metrics["average_regret"] = np.asarray(problem.average_regret(np.stack(trace.thetas[:-1])))
+    if not keep_trajectory:
+        history.trajectory = None
+    return history
 
 
-# ------------------------------------------------------------------ vectorized sweeps
-
-
-def sweep_lr(
-    problem,
-    lrs,
-    steps: int,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    theta0=None,
-    seed: int = 0,
-    keep_trajectory: bool = False,
-    diverge_factor: float = 1e6,
-) -> list[History]:
-    r"""Full-batch gradient descent for many learning rates at once.
-
-    For each $\eta_j$ in ``lrs``, from the same $\theta_0$ (torch's SGD, dampening 0):
-
-    $$b_t = \mu\, b_{t-1} + \nabla f(\theta_t),\ b_{-1} = 0, \qquad
-    \theta_{t+1} = \theta_t - \eta_j \cdot \begin{cases} b_t & \text{heavy ball (or GD, } \mu = 0)\\
-    \nabla f(\theta_t) + \mu b_t & \text{Nesterov}\end{cases}$$
-
-    All rates advance together as one stack of parameters of shape ``(k, dim)``, so the problem
-    must have ``batched = True`` (``Quadratic``, ``LeastSquares``). A rate that diverges is frozen
-    at its last good iterate and its History trimmed, exactly as :func:`minimize` would do; the
-    others go on.
-
-    Args:
-        problem: a problem with ``batched = True``.
-        lrs: the learning rates $\eta_j \ge 0$ (1-D).
-        steps: number of updates.
-        momentum: $\mu \in [0, 1)$.
-        nesterov: Nesterov's form (needs ``momentum > 0``).
-        theta0: common starting point (default ``problem.init_params(seed)``).
-        seed: seed of ``problem.init_params`` when ``theta0`` is None.
-        keep_trajectory: keep every iterate of every run.
-        diverge_factor: as in :func:`minimize`.
-
-    Returns:
-        One :class:`History` per learning rate, equal (to rounding) to
-        ``minimize(problem, optim.sgd(lr, momentum, nesterov), steps, theta0=theta0)``.
-
-    Reference: B. T. Polyak, "Some methods of speeding up the convergence of iteration
-    methods", USSR Comput. Math. Math. Phys. 4(5), 1964; I. Sutskever, J. Martens, G. Dahl and
-    G. Hinton, "On the importance of initialization and momentum in deep learning", ICML 2013.
-    """
-    steps = _check_steps(steps)
-    diverge_factor = _check_diverge_factor(diverge_factor)
-    if not getattr(problem, "batched", False):
-        raise ValueError(
-            f"sweep_lr needs a problem with batched = True; {type(problem).__name__} is not "
-            "(run minimize in a loop instead)"
-        )
-    lr = np.asarray(lrs, dtype=np.float64)
-    if lr.ndim != 1 or lr.size == 0:
-        raise ValueError(f"lrs must be a non-empty 1-D sequence, got shape {lr.shape}")
-    if not np.all(np.isfinite(lr) & (lr >= 0)):
-        raise ValueError(f"lrs must be finite and >= 0, got {lr.tolist()}")
-    momentum = optim.check_unit_interval("momentum", momentum)
-    nesterov = optim.check_bool("nesterov", nesterov)
-    if nesterov and momentum == 0.0:
-        raise ValueError(f"nesterov=True requires momentum > 0, got momentum={momentum!r}")
-
-    x0 = np.asarray(_initial_params(problem, theta0, seed))
-    if x0.ndim != 1:
-        raise ValueError(f"theta0 must be a 1-D parameter vector, got shape {x0.shape}")
-    k = lr.size
-    loss0 = float(problem.value(x0))
-    threshold = _loss_threshold(loss0, diverge_factor)
-
-    theta = np.tile(x0, (k, 1))
-    buf = np.zeros_like(theta)
-    loss = np.empty((k, steps + 1))
-    loss[:, 0] = loss0
-    gnorm = np.empty((k, steps))
-    unorm = np.empty((k, steps))
-    traj = np.empty((k, steps + 1, x0.size), dtype=x0.dtype) if keep_trajectory else None
-    if keep_trajectory:
-        traj[:, 0] = x0
-    n_run = np.full(k, steps)
-    diverged_at = [None] * k
-    reasons = [None] * k
-    alive = np.arange(k)
-    factors = -lr[:, None]
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in range(steps):
-            if alive.size == 0:
-                break
-            th = theta[alive]
-            g = np.asarray(problem.grad(th))
-            bad_g = ~np.all(np.isfinite(g), axis=1)
-            if momentum > 0:
-                b = momentum * buf[alive] + g
-                d = g + momentum * b if nesterov else b
-            else:
-                d = g
-            u = d * factors[alive]
-            new = np.add(th, u, dtype=th.dtype, casting="same_kind")
-            bad_x = ~np.all(np.isfinite(new), axis=1)
-            f_new = np.asarray(problem.value(new), dtype=np.float64)
-            bad_f = ~np.isfinite(f_new)
-            big = ~bad_f & (np.abs(f_new) > threshold)
-            bad = bad_g | bad_x | bad_f | big
-            for j in np.flatnonzero(bad):
-                row = alive[j]
-                n_run[row] = t
-                if bad_g[j]:
-                    diverged_at[row], reasons[row] = t, "non-finite gradient"
-                elif bad_x[j]:
-                    diverged_at[row], reasons[row] = t + 1, "non-finite parameters"
-                elif bad_f[j]:
-                    diverged_at[row], reasons[row] = t + 1, f"loss is {f_new[j]}"
-                else:
-                    diverged_at[row] = t + 1
-                    reasons[row] = (
-                        f"|loss| = {abs(f_new[j]):.3g} > diverge_factor * max(|f(theta_0)|, 1) = {threshold:.3g}"
-                    )
-            good = ~bad
-            rows = alive[good]
-            gnorm[rows, t] = np.linalg.norm(g[good], axis=1)
-            unorm[rows, t] = np.linalg.norm(u[good], axis=1)
-            loss[rows, t + 1] = f_new[good]
-            theta[rows] = new[good]
-            if momentum > 0:
-                buf[rows] = b[good]
-            if keep_trajectory:
-                traj[rows, t + 1] = new[good]
-            alive = rows
-
-    return [
-        History(
-            loss=loss[j, : n_run[j] + 1].copy(),
-            grad_norm=gnorm[j, : n_run[j]].copy(),
-            update_norm=unorm[j, : n_run[j]].copy(),
-            lr=np.full(n_run[j], lr[j]),
-            params=theta[j].copy(),
-            metrics={},
-            trajectory=traj[j, : n_run[j] + 1].copy() if keep_trajectory else None,
-            diverged_at=diverged_at[j],
-            reason=reasons[j],
-            stop_reason="diverged" if diverged_at[j] is not None else "steps",
-            metric_steps=np.arange(n_run[j], dtype=np.int64),
-        )
-        for j in range(k)
-    ]
-
-
-# ------------------------------------------------------------------ independent SGD runs
-
-
-@dataclass
-class Runs:
-    r"""What :func:`sgd_runs` recorded: one column per run, one row per recorded step.
-
-    Attributes:
-        steps: the recorded steps $t$ (always $0$ and $T$), shape ``(m,)``.
-        loss: $f(\theta_t^{(r)})$, shape ``(m, R)`` (``None`` with ``record_loss=False``).
-        dist2: $\|\theta_t^{(r)} - \theta^\star\|^2$, shape ``(m, R)`` (``None`` when the
-            problem has no ``minimizer``).
-        params: the last iterates $\theta_T^{(r)}$, shape ``(R, dim)``.
-        lr: the step size of every update, shape ``(T,)``.
-        f_star: the problem's ``f_star`` (or ``None``).
-        average: the running averages $\bar\theta_T^{(r)}$ at the end, shape ``(R, dim)``, when
-            ``average`` was requested, else ``None``.
-        avg_loss, avg_dist2: $f(\bar\theta_t^{(r)})$ and $\|\bar\theta_t^{(r)} - \theta^\star\|^2$
-            at the recorded steps, when ``average`` was requested.
-        grad_norm2: $\|\nabla f(\theta_t^{(r)})\|^2$ of the full gradient, shape ``(m, R)``, with
-            ``record_grad_norm2=True`` (else ``None``).
-    """
-
-    steps: np.ndarray
-    loss: np.ndarray | None
-    dist2: np.ndarray | None
-    params: np.ndarray
-    lr: np.ndarray
-    f_star: float | None = None
-    average: np.ndarray | None = None
-    avg_loss: np.ndarray | None = None
-    avg_dist2: np.ndarray | None = None
-    grad_norm2: np.ndarray | None = None
-
-    @property
-    def n_runs(self) -> int:
-        return int(self.params.shape[0])
-
-    def suboptimality(self) -> np.ndarray:
-        r"""$f(\theta_t^{(r)}) - f^\star$, shape ``(m, R)``."""
-        if self.f_star is None or self.loss is None:
-            raise ValueError("suboptimality needs record_loss=True and a problem with f_star")
-        return self.loss - self.f_star
-
-    def mean(self, key: str = "dist2") -> np.ndarray:
-        """The mean over runs of ``loss``, ``dist2``, ``suboptimality``, ``avg_loss``, ``avg_dist2``,
-        ``avg_suboptimality`` or ``grad_norm2``, per recorded step: the Monte Carlo estimate of the
-        expectation."""
-        if key == "suboptimality":
-            return self.suboptimality().mean(axis=1)
-        if key == "avg_suboptimality":
-            if self.f_star is None or self.avg_loss is None:
-                raise ValueError("avg_suboptimality needs average, record_loss=True and a problem with f_star")
-            return (self.avg_loss - self.f_star).mean(axis=1)
-        if key not in ("loss", "dist2", "avg_loss", "avg_dist2", "grad_norm2"):
-            raise ValueError(
-                f"key must be one of 'loss', 'dist2', 'suboptimality', 'avg_loss', 'avg_dist2', "
-                f"'avg_suboptimality', 'grad_norm2', got {key!r}"
-            )
-        value = getattr(self, key)
-        if value is None:
-            raise ValueError(f"these runs recorded no {key!r}")
-        return value.mean(axis=1)
-
-    def __repr__(self) -> str:
-        return f"Runs(n_runs={self.n_runs}, steps={int(self.steps[-1])}, recorded={self.steps.size})"
-
-
-def _record_steps(steps: int, record_every, record_steps) -> np.ndarray:
-    if record_steps is not None:
-        rec = np.unique(np.asarray(record_steps, dtype=np.int64).ravel())
-        if rec.size and (rec[0] < 0 or rec[-1] > steps):
-            raise ValueError(f"record_steps must lie in [0, steps = {steps}], got {np.asarray(record_steps).tolist()}")
-        return np.union1d(rec, [0, steps])
-    if isinstance(record_every, bool) or not isinstance(record_every, numbers.Integral) or record_every < 1:
-        raise ValueError(f"record_every must be a positive integer, got {record_every!r}")
-    return np.union1d(np.arange(0, steps + 1, int(record_every)), [steps])
-
-
-def sgd_runs(
-    problem,
-    lr,
-    steps: int,
-    n_runs: int,
-    batch_size: int | None = None,
-    noise_std: float = 0.0,
-    seed: int = 0,
-    theta0=None,
-    average: bool | str = False,
-    average_start: int = 0,
-    record_every: int = 1,
-    record_steps=None,
-    record_loss: bool = True,
-    record_grad_norm2: bool = False,
-) -> Runs:
-    r"""$R$ independent runs of plain SGD, advanced together as one ``(R, dim)`` stack.
-
-    $$\theta_{t+1}^{(r)} = \theta_t^{(r)} - \eta_t\, g_t^{(r)}, \qquad
-    g_t^{(r)} = \frac1B\sum_{b=1}^{B}\nabla f_{i_{t,b}^{(r)}}(\theta_t^{(r)}) + \sigma\,\zeta_t^{(r)},
-    \qquad \zeta_t^{(r)} \sim \mathcal N(0, I_d),$$
-
-    with $g_t^{(r)} = \nabla f(\theta_t^{(r)}) + \sigma\zeta_t^{(r)}$ when ``batch_size`` is None
-    (a noisy gradient oracle: $\mathbb E\|g - \nabla f\|^2 = d\sigma^2$). Every run has its own
-    draws; the indices $i_{t,b}^{(r)}$ are i.i.d. uniform on $\{0, \dots, n-1\}$ (with
-    replacement, the setting of $\mathbb E\|g_B - \nabla f\|^2 = \sigma^2/B$; for $B = 1$ the
-    same law as :func:`minimize`). The draws come from one ``np.random.default_rng(seed)``, at
-    each step first ``integers(n, size=(R, B))`` (when ``batch_size`` is set), then
-    ``standard_normal((R, dim))`` (when ``noise_std > 0``).
-
-    With ``average``, the running average of the iterates
-    $\bar\theta_t = \sum_{s=s_0}^{t-1} w_s\theta_s \big/ \sum_{s=s_0}^{t-1} w_s$ for $t > s_0$
-    ($\bar\theta_t = \theta_t$ for $t \le s_0$), $s_0$ = ``average_start``, with $w_s = 1$
-    (``average=True``: Polyak-Ruppert) or $w_s = \eta_s$ (``average="lr"``: the weighting of the
-    convex SGD bound).
-
-    Args:
-        problem: a problem with ``batched = True`` (value and gradient of a ``(R, dim)`` stack);
-            with ``batch_size``, a finite sum with ``grad_batches``.
-        lr: a step size $\eta \ge 0$ or a schedule ``t -> eta_t`` (``steplab.optim.schedules``).
-        steps: number of updates $T$.
-        n_runs: number of independent runs $R$.
-        batch_size: $B$ examples per run and step, or ``None`` for the full gradient.
-        noise_std: $\sigma \ge 0$, the standard deviation of the added noise per coordinate.
-        seed: seeds the draws and, when ``theta0`` is None, ``problem.init_params``.
-        theta0: common start ``(dim,)`` or one start per run ``(R, dim)``.
-        average: ``False``, ``True`` (uniform weights) or ``"lr"`` (weights $\eta_s$).
-        average_start: $s_0$, the first iterate in the average (tail averaging).
-        record_every: record loss and distance every this many steps (and at step $T$); the
-            full loss costs a pass over the data per run, so record sparsely on long runs.
-        record_steps: explicit steps to record instead (0 and $T$ are always added).
-        record_loss: evaluate $f$ at the recorded steps; ``False`` records only the distances
-            (``loss`` and ``avg_loss`` are then ``None``), which costs $O(\mathrm{dim})$ per run.
-        record_grad_norm2: record $\|\nabla f(\theta_t^{(r)})\|^2$ of the full gradient at the
-            recorded steps in ``Runs.grad_norm2``, the quantity the nonconvex SGD bound controls:
-            with ``record_every=1``, ``runs.mean("grad_norm2")[:-1].mean()`` is the Monte Carlo
-            estimate of $\frac1T\sum_{t<T}\mathbb E\|\nabla f(\theta_t)\|^2$. It costs a full
-            gradient per recorded step, except without ``batch_size``, where the step reuses it.
-
-    Returns:
-        :class:`Runs`. No run is stopped on divergence: it shows as ``inf`` or ``nan`` in its column.
-
-    Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
-    Learning", SIAM Review 60(2), 2018, Section 4; Polyak and Juditsky, "Acceleration of
-    stochastic approximation by averaging", SIAM J. Control Optim. 30(4), 1992.
-    """
-    steps = _check_steps(steps)
-    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 1:
-        raise ValueError(f"n_runs must be a positive integer, got {n_runs!r}")
-    n_runs = int(n_runs)
-    if not getattr(problem, "batched", False):
-        raise ValueError(
-            f"sgd_runs needs a problem with batched = True; {type(problem).__name__} is not "
-            "(run minimize in a loop instead)"
-        )
-    if callable(lr):
-        schedule = lr
-    else:
-        eta = optim.check_nonnegative("lr", lr)
-        schedule = lambda t: eta  # noqa: E731
-    noise_std = optim.check_nonnegative("noise_std", noise_std)
-    if average not in (False, True, "lr"):
-        raise ValueError(f"average must be False, True or 'lr', got {average!r}")
-    if isinstance(average_start, bool) or not isinstance(average_start, numbers.Integral) or average_start < 0:
-        raise ValueError(f"average_start must be a non-negative integer, got {average_start!r}")
-    n = None
-    if batch_size is not None:
-        if not hasattr(problem, "grad_batches"):
-            raise ValueError(f"batch_size={batch_size!r} needs a finite-sum problem; {type(problem).__name__} is not")
-        n = int(problem.n)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        batch_size = int(batch_size)
-    rec = _record_steps(steps, record_every, record_steps)
-    if not isinstance(record_loss, (bool, np.bool_)):
-        raise ValueError(f"record_loss must be True or False, got {record_loss!r}")
-    if not isinstance(record_grad_norm2, (bool, np.bool_)):
-        raise ValueError(f"record_grad_norm2 must be True or False, got {record_grad_norm2!r}")
-
-    x0 = np.asarray(_initial_params(problem, theta0, seed), dtype=np.float64)
-    if not np.all(np.isfinite(x0)):
-        raise ValueError("theta0 must be finite, got non-finite entries")
-    if x0.shape == (problem.dim,):
-        theta = np.tile(x0, (n_runs, 1))
-    elif x0.shape == (n_runs, problem.dim):
-        theta = x0.copy()
-    else:
-        raise ValueError(f"theta0 must have shape ({problem.dim},) or ({n_runs}, {problem.dim}), got shape {x0.shape}")
-    x_star = getattr(problem, "minimizer", None)
-    x_star = None if x_star is None else np.asarray(x_star, dtype=np.float64)
-    f_star = getattr(problem, "f_star", None)
-    rng = np.random.default_rng(seed)
-    dim = theta.shape[1]
-
-    loss = np.empty((rec.size, n_runs)) if record_loss else None
-    dist2 = np.empty((rec.size, n_runs)) if x_star is not None else None
-    avg_loss = np.empty((rec.size, n_runs)) if average and record_loss else None
-    avg_dist2 = np.empty((rec.size, n_runs)) if average and x_star is not None else None
-    grad_norm2 = np.empty((rec.size, n_runs)) if record_grad_norm2 else None
-    lrs = np.empty(steps)
-    total = np.zeros_like(theta)
-    weight = 0.0
-    j = 0
-
-    def record(t, j):
-        """Fill row j; return the full gradient at theta_t when it was computed, else None."""
-        g_full = None
-        if grad_norm2 is not None:
-            g_full = np.asarray(problem.grad(theta), dtype=np.float64)
-            grad_norm2[j] = np.sum(g_full**2, axis=1)
-        if loss is not None:
-            loss[j] = problem.value(theta)
-        if dist2 is not None:
-            dist2[j] = np.sum((theta - x_star) ** 2, axis=1)
-        if average:
-            avg = total / weight if weight > 0 else theta
-            if avg_loss is not None:
-                avg_loss[j] = problem.value(avg)
-            if avg_dist2 is not None:
-                avg_dist2[j] = np.sum((avg - x_star) ** 2, axis=1)
-        return g_full
-
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in range(steps + 1):
-            g_full = None
-            if j < rec.size and rec[j] == t:
-                g_full = record(t, j)
-                j += 1
-            if t == steps:
-                break
-            eta_t = float(schedule(t))
-            lrs[t] = eta_t
-            if batch_size is None:
-                g = g_full if g_full is not None else np.asarray(problem.grad(theta), dtype=np.float64)
-            else:
-                g = problem.grad_batches(theta, rng.integers(n, size=(n_runs, batch_size)))
-            if noise_std > 0:
-                g = g + noise_std * rng.standard_normal((n_runs, dim))
-            if average and t >= average_start:
-                w = 1.0 if average is True else eta_t
-                total += w * theta
-                weight += w
-            theta = theta - eta_t * g
-
-    return Runs(
-        steps=rec,
-        loss=loss,
-        dist2=dist2,
-        params=theta,
-        lr=lrs,
-        f_star=None if f_star is None else float(f_star),
-        average=(total / weight if weight > 0 else theta.copy()) if average else None,
-        avg_loss=avg_loss,
-        avg_dist2=avg_dist2,
-        grad_norm2=grad_norm2,
-    )
+from .vectorized import sgd_runs, sweep_lr  # noqa: E402  (kept reachable as steplab.run.*)

@@ -15,24 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..optim.base import check_bool  # noqa: F401  (the explorers import their checks from here)
-from ..optim.base import check_int as _check_int
-from ..optim.base import check_number as check_float  # noqa: F401
-
-DIVERGE_FACTOR = 1e3
-"""A run counts as diverged at the first step whose loss exceeds this factor times its
-initial loss (a loss that grew a thousandfold is not coming back)."""
-
-
-def check_int(name, value, low=1) -> int:
-    """An integer (not a bool) ``>= low``; ValueError naming it (slider counts start at 1)."""
-    return _check_int(name, value, low=low)
-
-
-def check_choice(name, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+from .._checks import DIVERGE_FACTOR, divergence_limit, is_diverged  # noqa: F401
+from .._checks import check_bool, check_choice, check_int  # noqa: F401  (the explorers import their checks from here)
+from .._checks import check_number as check_float  # noqa: F401
 
 
 @contextmanager
@@ -53,9 +38,9 @@ def floating_point_log():
 
 
 def first_divergence(loss: np.ndarray, reference: float) -> int | None:
-    """The first step whose loss is non-finite or above ``DIVERGE_FACTOR * max(reference, tiny)``."""
-    threshold = DIVERGE_FACTOR * max(float(reference), np.finfo(np.float64).tiny)
-    bad = ~np.isfinite(loss) | (loss > threshold)
+    """The first step whose loss diverged by the library's rule (non-finite, or above
+    ``DIVERGE_FACTOR * max(|reference|, 1)``), or None."""
+    bad = np.atleast_1d(is_diverged(loss, divergence_limit(reference)))
     return int(np.argmax(bad)) if bad.any() else None
 
 

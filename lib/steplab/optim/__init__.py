@@ -54,7 +54,7 @@ from .transforms import (
     scale_by_trust_ratio,
     trace,
 )
-from .fused import adamw_step_inplace
+from .fused import FlatParams, adamw_step_inplace, flat_params
 from .alias import (
     adafactor,
     adagrad,

@@ -18,6 +18,7 @@ from .base import (
     check_positive,
     check_unit_interval,
     chain,
+    identity,
 )
 from .transforms import (
     add_decayed_weights,
@@ -63,11 +64,12 @@ def sgd(lr, momentum: float = 0.0, nesterov: bool = False, weight_decay: float =
     if nesterov and momentum == 0.0:
         raise ValueError(f"nesterov=True requires momentum > 0, got momentum={momentum!r}")
     weight_decay = check_nonnegative("weight_decay", weight_decay)
-    parts = [add_l2(weight_decay)]
-    if momentum > 0.0:
-        parts.append(trace(momentum, nesterov))
-    parts.append(scale_by_learning_rate(lr))
-    return chain(*parts)
+    return chain(
+        add_l2(weight_decay),
+        trace(momentum, nesterov) if momentum > 0.0 else identity(),
+        scale_by_learning_rate(lr),
+        names=("l2", "momentum", "lr"),
+    )
 
 
 def adagrad(lr, eps: float = 1e-10, initial_accumulator_value: float = 0.0, weight_decay: float = 0.0) -> GradientTransformation:
@@ -94,6 +96,7 @@ def adagrad(lr, eps: float = 1e-10, initial_accumulator_value: float = 0.0, weig
         add_l2(weight_decay),
         scale_by_adagrad(eps, initial_accumulator_value),
         scale_by_learning_rate(lr),
+        names=("l2", "adagrad", "lr"),
     )
 
 
@@ -132,11 +135,13 @@ def rmsprop(
     """
     lr = check_lr(lr)
     momentum = check_unit_interval("momentum", momentum)
-    parts = [add_l2(weight_decay), scale_by_rms(alpha, eps, centered)]
-    if momentum > 0.0:
-        parts.append(trace(momentum))
-    parts.append(scale_by_learning_rate(lr))
-    return chain(*parts)
+    return chain(
+        add_l2(weight_decay),
+        scale_by_rms(alpha, eps, centered),
+        trace(momentum) if momentum > 0.0 else identity(),
+        scale_by_learning_rate(lr),
+        names=("l2", "rms", "momentum", "lr"),
+    )
 
 
 def adam(
@@ -174,6 +179,7 @@ def adam(
         add_l2(weight_decay),
         scale_by_adam(beta1, beta2, eps, amsgrad),
         scale_by_learning_rate(lr),
+        names=("l2", "adam", "lr"),
     )
 
 
@@ -212,6 +218,7 @@ def adamw(
         scale_by_adam(beta1, beta2, eps, amsgrad),
         add_decayed_weights(weight_decay),
         scale_by_learning_rate(lr),
+        names=("adam", "decay", "lr"),
     )
 
 
@@ -273,18 +280,16 @@ def adafactor(
         momentum = check_unit_interval("momentum", momentum)
     weight_decay = check_nonnegative("weight_decay", weight_decay)
 
-    parts = [scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps)]
-    if clipping_threshold is not None:
-        parts.append(clip_by_block_rms(clipping_threshold))
-    parts.append(scale_by_learning_rate(lr, flip_sign=False))
-    if multiply_by_parameter_scale:
-        parts.append(scale_by_param_block_rms())
-    if momentum is not None:
-        parts.append(ema(momentum, debias=False))
-    if weight_decay > 0.0:
-        parts.append(add_decayed_weights(weight_decay))
-    parts.append(scale(-1.0))
-    return chain(*parts)
+    return chain(
+        scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps),
+        clip_by_block_rms(clipping_threshold) if clipping_threshold is not None else identity(),
+        scale_by_learning_rate(lr, flip_sign=False),
+        scale_by_param_block_rms() if multiply_by_parameter_scale else identity(),
+        ema(momentum, debias=False) if momentum is not None else identity(),
+        add_decayed_weights(weight_decay),
+        scale(-1.0),
+        names=("factored_rms", "clip", "lr", "param_scale", "momentum", "decay", "descent"),
+    )
 
 
 def lars(
@@ -326,6 +331,7 @@ def lars(
         scale_by_trust_ratio(trust_coefficient, eps),
         scale_by_learning_rate(lr),
         trace(momentum, nesterov),
+        names=("decay", "trust_ratio", "lr", "momentum"),
     )
 
 
@@ -363,6 +369,7 @@ def lamb(
         add_decayed_weights(weight_decay),
         scale_by_trust_ratio(),
         scale_by_learning_rate(lr),
+        names=("adam", "decay", "trust_ratio", "lr"),
     )
 
 
@@ -458,4 +465,4 @@ def nesterov_accelerated(lr, momentum=nesterov_momentum) -> GradientTransformati
     lr = check_lr(lr)
     if not callable(momentum):
         momentum = check_unit_interval("momentum", momentum)
-    return chain(scale_by_learning_rate(lr), trace(momentum, nesterov=True))
+    return chain(scale_by_learning_rate(lr), trace(momentum, nesterov=True), names=("lr", "momentum"))

@@ -4,7 +4,10 @@ The pure chain ``adamw(...)`` allocates new moments, a new update and new parame
 step, and each primitive makes its own pass over memory. :func:`adamw_step_inplace` computes
 the same step (``torch.optim.AdamW``) in place, block by block, so each block of
 ``params, grads, m, v`` is read from memory once and ``params, m, v`` written once while the
-temporaries stay in cache. See ``benchmarks/optim_step.py`` for the measured difference.
+temporaries stay in cache. With many small arrays (a transformer's dict of weights) the cost
+is the per-array overhead, so :func:`flat_params` lays the parameters out as views into one
+flat buffer; the step then keeps its moments flat too and runs the block loop once over all of
+them. See ``benchmarks/optim_step.py`` for the measured difference.
 """
 from __future__ import annotations
 
@@ -13,7 +16,39 @@ import math
 import numpy as np
 
 from .base import check_int, check_lr, check_nonnegative, check_tree_match, check_unit_interval, tree_leaves
-from .transforms import ScaleByAdamState, ScaleByLearningRateState
+from .transforms import ScaleByAdamState, ScaleByLearningRateState, lr_at
+
+__all__ = ["FlatParams", "flat_params", "adamw_step_inplace"]
+
+
+class FlatParams(dict):
+    """A dict of arrays that are views into one contiguous buffer ``flat``, in sorted key order.
+
+    It is an ordinary parameter dict everywhere else (the pure optimizers, the problems);
+    :func:`adamw_step_inplace` steps ``flat`` in one pass instead of array by array.
+    """
+
+    flat: np.ndarray
+
+
+def flat_params(tree: dict, dtype=None) -> FlatParams:
+    """Copy the arrays of ``tree`` into one new flat buffer and return views of it under the same keys.
+
+    Args:
+        tree: a dict of floating arrays.
+        dtype: the buffer's dtype (default: the result type of the arrays).
+    """
+    if not isinstance(tree, dict) or not tree:
+        raise ValueError(f"tree must be a non-empty dict of arrays, got {type(tree).__name__}")
+    keys = sorted(tree)
+    arrays = [np.asarray(tree[k]) for k in keys]
+    flat = np.concatenate([a.ravel() for a in arrays]).astype(dtype or np.result_type(*arrays), copy=False)
+    out, start = FlatParams(), 0
+    for k, a in zip(keys, arrays):
+        out[k] = flat[start : start + a.size].reshape(a.shape)
+        start += a.size
+    out.flat = flat
+    return out
 
 
 def adamw_step_inplace(
@@ -41,7 +76,9 @@ def adamw_step_inplace(
     ``apply_updates`` to rounding.
 
     Args:
-        params: C-contiguous floating arrays (an ndarray or a dict of them), updated in place.
+        params: C-contiguous floating arrays (an ndarray or a dict of them), updated in place;
+            a dict from :func:`flat_params` is stepped as one flat array (the moments are then
+            made flat views too, at the first step).
         grads: gradients with the same keys and shapes.
         state: a state from ``adamw(...).init`` or from this function.
         lr: learning rate :math:`\eta \ge 0`, a number or a schedule.
@@ -60,49 +97,57 @@ def adamw_step_inplace(
     weight_decay = check_nonnegative("weight_decay", weight_decay)
     block_size = check_int("block_size", block_size, low=1)
     check_tree_match(grads, params, name="grads")
-    if not (
-        isinstance(state, tuple)
-        and len(state) == 3
-        and isinstance(state[0], ScaleByAdamState)
-        and isinstance(state[2], ScaleByLearningRateState)
-    ):
+    if getattr(state, "_fields", None) != ("adam", "decay", "lr"):
         raise ValueError("state must come from adamw(...).init or adamw_step_inplace")
-    adam_state, decay_state, lr_state = state
+    adam_state, lr_state = state.adam, state.lr
     if adam_state.v_max is not None:
         raise ValueError("adamw_step_inplace does not support amsgrad=True")
 
     count = adam_state.count + 1
-    eta = float(lr(lr_state.count)) if callable(lr) else lr
-    step_size = eta / (1.0 - beta1**count)
-    root_correction = 1.0 / math.sqrt(1.0 - beta2**count)
-    keep = 1.0 - eta * weight_decay
-
-    for p, g, m, v in zip(*(tree_leaves(t) for t in (params, grads, adam_state.m, adam_state.v))):
-        for name, x in (("params", p), ("m", m), ("v", v)):
-            if not x.flags.c_contiguous or not x.flags.writeable:
-                raise ValueError(f"{name} arrays must be C-contiguous and writeable for an in-place step")
-        p, m, v = p.reshape(-1), m.reshape(-1), v.reshape(-1)
-        g = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
-        tmp = np.empty(min(block_size, p.size), dtype=p.dtype)
-        for start in range(0, p.size, block_size):
-            s = slice(start, start + block_size)
-            pb, gb, mb, vb, t = p[s], g[s], m[s], v[s], tmp[: min(block_size, p.size - start)]
-            np.subtract(gb, mb, out=t)  # m += (1 - beta1)(g - m)
-            t *= 1.0 - beta1
-            mb += t
-            np.multiply(gb, gb, out=t)  # v += (1 - beta2)(g^2 - v)
-            t -= vb
-            t *= 1.0 - beta2
-            vb += t
-            np.sqrt(vb, out=t)  # denominator sqrt(v_hat) + eps
-            t *= root_correction
-            t += eps
-            np.divide(mb, t, out=t)
-            t *= step_size
-            pb *= keep
-            pb -= t
-    return (
-        ScaleByAdamState(count=count, m=adam_state.m, v=adam_state.v, v_max=None),
-        decay_state,
-        ScaleByLearningRateState(lr_state.count + 1, eta),
+    eta = lr_at(lr, lr_state.count)
+    coefficients = (beta1, beta2, eps, eta / (1.0 - beta1**count), 1.0 / math.sqrt(1.0 - beta2**count),
+                    1.0 - eta * weight_decay)
+    m, v = adam_state.m, adam_state.v
+    if isinstance(params, FlatParams):
+        if any(a.base is not params.flat for a in params.values()):
+            raise ValueError("params is a FlatParams whose arrays are no longer views of params.flat; "
+                             "update it in place or call flat_params again")
+        if not isinstance(m, FlatParams):  # the first fast step lays the moments out flat as well
+            m, v = flat_params(m, params.flat.dtype), flat_params(v, params.flat.dtype)
+        g = grads.flat if isinstance(grads, FlatParams) else np.concatenate(
+            [np.ravel(grads[k]) for k in sorted(grads)])
+        _adamw_blocks(params.flat, g, m.flat, v.flat, coefficients, block_size)
+    else:
+        for p, g, mk, vk in zip(*(tree_leaves(t) for t in (params, grads, m, v))):
+            for name, x in (("params", p), ("m", mk), ("v", vk)):
+                if not x.flags.c_contiguous or not x.flags.writeable:
+                    raise ValueError(f"{name} arrays must be C-contiguous and writeable for an in-place step")
+            _adamw_blocks(p.reshape(-1), g, mk.reshape(-1), vk.reshape(-1), coefficients, block_size)
+    return state._replace(
+        adam=ScaleByAdamState(count=count, m=m, v=v, v_max=None),
+        lr=ScaleByLearningRateState(lr_state.count + 1, eta),
     )
+
+
+def _adamw_blocks(p, g, m, v, coefficients, block_size):
+    """The AdamW update of flat arrays in place, ``block_size`` entries at a time."""
+    beta1, beta2, eps, step_size, root_correction, keep = coefficients
+    g = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
+    tmp = np.empty(min(block_size, p.size), dtype=p.dtype)
+    for start in range(0, p.size, block_size):
+        s = slice(start, start + block_size)
+        pb, gb, mb, vb, t = p[s], g[s], m[s], v[s], tmp[: min(block_size, p.size - start)]
+        np.subtract(gb, mb, out=t)  # m += (1 - beta1)(g - m)
+        t *= 1.0 - beta1
+        mb += t
+        np.multiply(gb, gb, out=t)  # v += (1 - beta2)(g^2 - v)
+        t -= vb
+        t *= 1.0 - beta2
+        vb += t
+        np.sqrt(vb, out=t)  # denominator sqrt(v_hat) + eps
+        t *= root_correction
+        t += eps
+        np.divide(mb, t, out=t)
+        t *= step_size
+        pb *= keep
+        pb -= t

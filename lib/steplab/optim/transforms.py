@@ -25,6 +25,7 @@ from .base import (
     check_positive,
     check_tree_match,
     check_unit_interval,
+    lr_at,
     tree_map,
     tree_norm,
     tree_zeros_like,
@@ -130,14 +131,11 @@ def scale_by_learning_rate(lr, flip_sign: bool = True) -> GradientTransformation
     flip_sign = check_bool("flip_sign", flip_sign)
     sign = -1.0 if flip_sign else 1.0
 
-    def rate(count: int) -> float:
-        return float(lr(count)) if callable(lr) else lr
-
     def init(params):
-        return ScaleByLearningRateState(count=0, lr=rate(0))
+        return ScaleByLearningRateState(count=0, lr=lr_at(lr, 0))
 
     def update(updates, state, params=None):
-        eta = rate(state.count)
+        eta = lr_at(lr, state.count)
         factor = sign * eta
         return tree_map(lambda g: g * factor, updates), ScaleByLearningRateState(state.count + 1, eta)
 
@@ -145,27 +143,40 @@ def scale_by_learning_rate(lr, flip_sign: bool = True) -> GradientTransformation
 
 
 def current_lr(state) -> float | None:
-    r"""The learning rate :math:`\eta_t` of the latest update, read from an optimizer state.
+    r"""The learning rate :math:`\eta_t` of the latest update, read from an optimizer state by name.
 
-    Searches the state (a chain's tuple of states, nested) for the state of
-    :func:`scale_by_learning_rate` and returns its ``lr``: the rate the latest ``update``
-    applied, or before any update the rate the first one will apply. ``None`` when the
-    optimizer has no learning rate.
+    The state of :func:`scale_by_learning_rate`, or a chain state with a link named ``lr`` (every
+    named optimizer of :mod:`steplab.optim`; build your own with ``chain(..., names=(..., "lr"))``),
+    gives its ``lr``: the rate the latest ``update`` applied, or before any update the rate the
+    first one will apply. ``None`` when the state has no link named ``lr``.
 
     Args:
         state: a state returned by ``init`` or ``update``.
     """
     if isinstance(state, ScaleByLearningRateState):
         return state.lr
-    if isinstance(state, tuple):
-        for sub in state:
-            found = current_lr(sub)
-            if found is not None:
-                return found
-    return None
+    link = getattr(state, "lr", None) if hasattr(state, "_fields") else None
+    return None if link is None else current_lr(link)
 
 
 # --------------------------------------------------------------------------- weight decay
+
+
+def _add_weights(weight_decay: float, name: str) -> GradientTransformation:
+    r""":math:`u = g + \lambda \theta`: the body of :func:`add_l2` and :func:`add_decayed_weights`,
+    which differ only in where a chain puts them."""
+    weight_decay = check_nonnegative("weight_decay", weight_decay)
+
+    def init(params):
+        return EmptyState()
+
+    def update(updates, state, params=None):
+        if weight_decay == 0.0:
+            return updates, state
+        _need_params(name, params)
+        return tree_map(lambda g, p: g + weight_decay * p, updates, params), state
+
+    return GradientTransformation(init, update)
 
 
 def add_l2(weight_decay: float) -> GradientTransformation:
@@ -179,18 +190,7 @@ def add_l2(weight_decay: float) -> GradientTransformation:
 
     Reference: Krogh and Hertz, *A Simple Weight Decay Can Improve Generalization*, 1991.
     """
-    weight_decay = check_nonnegative("weight_decay", weight_decay)
-
-    def init(params):
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if weight_decay == 0.0:
-            return updates, state
-        _need_params("add_l2", params)
-        return tree_map(lambda g, p: g + weight_decay * p, updates, params), state
-
-    return GradientTransformation(init, update)
+    return _add_weights(weight_decay, "add_l2")
 
 
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
@@ -204,18 +204,7 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
 
     Reference: Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
-    weight_decay = check_nonnegative("weight_decay", weight_decay)
-
-    def init(params):
-        return EmptyState()
-
-    def update(updates, state, params=None):
-        if weight_decay == 0.0:
-            return updates, state
-        _need_params("add_decayed_weights", params)
-        return tree_map(lambda u, p: u + weight_decay * p, updates, params), state
-
-    return GradientTransformation(init, update)
+    return _add_weights(weight_decay, "add_decayed_weights")
 
 
 # --------------------------------------------------------------------------- momentum
@@ -493,6 +482,23 @@ def _factored_dims(shape: tuple, factored: bool, min_dim_size_to_factor: int):
     return int(order[-2]), int(order[-1])
 
 
+def _factored_update(g, v_row, v_col, v, d, beta2: float, eps: float):
+    """One array's Adafactor step: the new (row, column) or full second moment and the scaled update."""
+    dtype = np.result_type(g)
+    grad_sqr = g * g + eps
+    if d is None:
+        v = (beta2 * v + (1.0 - beta2) * grad_sqr).astype(dtype, copy=False)
+        return g / np.sqrt(v), None, None, v
+    row_axis, col_axis = d
+    v_row = (beta2 * v_row + (1.0 - beta2) * grad_sqr.mean(axis=col_axis)).astype(dtype, copy=False)
+    v_col = (beta2 * v_col + (1.0 - beta2) * grad_sqr.mean(axis=row_axis)).astype(dtype, copy=False)
+    reduced_row_axis = row_axis - 1 if row_axis > col_axis else row_axis
+    row_factor = 1.0 / np.sqrt(v_row / v_row.mean(axis=reduced_row_axis, keepdims=True))
+    col_factor = 1.0 / np.sqrt(v_col)
+    u = g * np.expand_dims(row_factor, col_axis) * np.expand_dims(col_factor, row_axis)
+    return u, v_row, v_col, None
+
+
 class FactoredState(NamedTuple):
     """``count``; per array either ``v_row``/``v_col`` (factored; ``v`` is None) or ``v``."""
 
@@ -566,20 +572,7 @@ def scale_by_factored_rms(
         beta2 = 1.0 - float(t) ** (-decay_rate) if t > 0 else 0.0
 
         def one(g, v_row, v_col, v):
-            dtype = np.result_type(g)
-            grad_sqr = g * g + eps
-            d = dims(np.shape(g))
-            if d is None:
-                v = (beta2 * v + (1.0 - beta2) * grad_sqr).astype(dtype, copy=False)
-                return g / np.sqrt(v), None, None, v
-            row_axis, col_axis = d
-            v_row = (beta2 * v_row + (1.0 - beta2) * grad_sqr.mean(axis=col_axis)).astype(dtype, copy=False)
-            v_col = (beta2 * v_col + (1.0 - beta2) * grad_sqr.mean(axis=row_axis)).astype(dtype, copy=False)
-            reduced_row_axis = row_axis - 1 if row_axis > col_axis else row_axis
-            row_factor = 1.0 / np.sqrt(v_row / v_row.mean(axis=reduced_row_axis, keepdims=True))
-            col_factor = 1.0 / np.sqrt(v_col)
-            u = g * np.expand_dims(row_factor, col_axis) * np.expand_dims(col_factor, row_axis)
-            return u, v_row, v_col, None
+            return _factored_update(g, v_row, v_col, v, dims(np.shape(g)), beta2, eps)
 
         out = tree_map(one, updates, state.v_row, state.v_col, state.v)
         pick = lambda i: tree_map(lambda o: o[i], out)  # noqa: E731

@@ -26,43 +26,16 @@ shapes ``(k,)`` and ``(k, dim)``), so many step sizes or seeds run at once.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from .._checks import check_int
 __all__ = ["Problem", "FiniteSumProblem"]
 
 
 # ---------------------------------------------------------------- validation
 
 
-def _check_scalar(name, value, *, low=None, low_inclusive=True, high=None):
-    """Return ``float(value)`` after checking it is a finite real in range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if low is not None:
-        if low_inclusive and value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value!r}")
-        if not low_inclusive and value <= low:
-            raise ValueError(f"{name} must be > {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return value
-
-
-def _check_int(name, value, *, low=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return value
-
-
-def _as_float_array(name, x):
+def as_float_array(name, x):
     """``x`` as a floating ndarray (integers become float64); finite entries only."""
     arr = np.asarray(x)
     if arr.dtype == object or not (
@@ -76,8 +49,18 @@ def _as_float_array(name, x):
     return arr
 
 
-def _check_data_matrix(name, X):
-    X = _as_float_array(name, X)
+def check_n_classes(y, n_classes) -> int:
+    """The number of classes: ``n_classes`` checked (>= 2), or inferred as ``max(y) + 1`` (at least 2)."""
+    if n_classes is None:
+        y_arr = np.asarray(y)
+        if y_arr.ndim != 1 or y_arr.size == 0 or not np.issubdtype(y_arr.dtype, np.number):
+            raise ValueError(f"y must be a 1-D array of integer labels, got shape {y_arr.shape}")
+        n_classes = max(2, int(np.max(y_arr)) + 1)
+    return check_int("n_classes", n_classes, low=2)
+
+
+def check_data_matrix(name, X):
+    X = as_float_array(name, X)
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (n, d), got shape {X.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -87,7 +70,7 @@ def _check_data_matrix(name, X):
     return X
 
 
-def _check_labels(name, y, n_classes, n):
+def check_labels(name, y, n_classes, n):
     """Integer class labels in {0, ..., n_classes - 1}, one per row of X."""
     y = np.asarray(y)
     if y.ndim != 1:
@@ -159,7 +142,7 @@ class Problem:
         """Return (array, is_batch) after checking the shape ``(dim,)`` or ``(k, dim)``."""
         if allow_batch is None:
             allow_batch = self.batched
-        arr = _as_float_array(name, theta)
+        arr = as_float_array(name, theta)
         if arr.ndim == 1 and arr.shape[0] == self.dim:
             return arr, False
         if allow_batch and arr.ndim == 2 and arr.shape[1] == self.dim and arr.shape[0] > 0:
@@ -308,7 +291,7 @@ class FiniteSumProblem(Problem):
         ``theta`` has shape ``(R, dim)`` and ``idx`` shape ``(R, B)`` (integer indices in
         ``[0, n)``): R independent SGD runs, each with its own batch, in one call.
         """
-        theta = _as_float_array("theta", theta)
+        theta = as_float_array("theta", theta)
         if theta.ndim != 2 or theta.shape[1] != self.dim:
             raise ValueError(f"theta must have shape (R, {self.dim}) for grad_batches, got shape {theta.shape}")
         arr = np.asarray(idx)
@@ -339,7 +322,7 @@ class FiniteSumProblem(Problem):
 # ------------------------------------------------------------------- Newton
 
 
-def _newton(value, grad, solve, x0, tol=1e-12, max_iter=100):
+def newton(value, grad, solve, x0, tol=1e-12, max_iter=100):
     r"""Damped Newton's method with Armijo backtracking.
 
     .. math::
@@ -390,7 +373,7 @@ def _newton(value, grad, solve, x0, tol=1e-12, max_iter=100):
     return x, gnorm, max_iter, gnorm <= 1e3 * tol
 
 
-def _cg(matvec, b, tol, max_iter, precond=None):
+def cg(matvec, b, tol, max_iter, precond=None):
     r"""Preconditioned conjugate gradients for :math:`A x = b`, :math:`A` symmetric positive (semi)definite.
 
     .. math::

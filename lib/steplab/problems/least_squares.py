@@ -6,7 +6,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .base import FiniteSumProblem, _as_float_array, _check_data_matrix, _check_scalar
+from .._checks import check_number
+from .base import FiniteSumProblem, as_float_array, check_data_matrix
 
 __all__ = ["LeastSquares"]
 
@@ -53,15 +54,15 @@ class LeastSquares(FiniteSumProblem):
     batched = True
 
     def __init__(self, A, b, l2=0.0):
-        A = _check_data_matrix("A", A)
-        b = _as_float_array("b", b)
+        A = check_data_matrix("A", A)
+        b = as_float_array("b", b)
         if b.ndim != 1:
             raise ValueError(f"b must be a 1-D array of targets, got shape {b.shape}")
         if b.shape[0] != A.shape[0]:
             raise ValueError(f"b has length {b.shape[0]} but A has {A.shape[0]} rows")
         if not np.all(np.isfinite(b)):
             raise ValueError("b has non-finite entries")
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.A = A.astype(np.float64)
         self.b = b.astype(np.float64)
         self.n, self.dim = A.shape

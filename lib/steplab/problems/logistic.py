@@ -6,19 +6,19 @@ from functools import cached_property
 
 import numpy as np
 
+from .._checks import check_number
 from .base import (
+    check_n_classes,
     FiniteSumProblem,
-    _cg,
-    _check_data_matrix,
-    _check_int,
-    _check_labels,
-    _check_scalar,
-    _newton,
+    cg,
+    check_data_matrix,
+    check_labels,
+    newton,
 )
 
 __all__ = ["LogisticRegression", "SoftmaxRegression", "sigmoid", "log_softmax"]
 
-#: Newton's method stops when the gradient norm is at most this (see ``_newton``).
+#: Newton's method stops when the gradient norm is at most this (see ``newton``).
 NEWTON_TOL = 1e-12
 #: Above this many parameters Newton's steps are solved by conjugate gradients.
 _DENSE_NEWTON_MAX_DIM = 1500
@@ -36,9 +36,11 @@ def log_softmax(Z):
     r""":math:`\log \mathrm{softmax}(z)_c = z_c - \log\sum_{c'} e^{z_{c'}}`, along the last axis.
 
     Computed with the log-sum-exp shift :math:`m = \max_c z_c`, so no
-    exponential overflows.
+    exponential overflows. Computed in the floating dtype of ``Z`` (float64 for integers).
     """
-    Z = np.asarray(Z, dtype=np.float64)
+    Z = np.asarray(Z)
+    if not np.issubdtype(Z.dtype, np.floating):
+        Z = Z.astype(np.float64)
     m = np.max(Z, axis=-1, keepdims=True)
     return Z - (m + np.log(np.sum(np.exp(Z - m), axis=-1, keepdims=True)))
 
@@ -81,10 +83,10 @@ class _Classifier(FiniteSumProblem):
                 return np.linalg.solve(H, g)
             except np.linalg.LinAlgError:  # singular without L2
                 return np.linalg.lstsq(H, g, rcond=None)[0]
-        return _cg(lambda v: self._hvp(theta, v), g, tol=_forcing(g), max_iter=10 * self.dim)
+        return cg(lambda v: self._hvp(theta, v), g, tol=_forcing(g), max_iter=10 * self.dim)
 
     def _run_newton(self):
-        x, gnorm, iters, converged = _newton(
+        x, gnorm, iters, converged = newton(
             lambda t: float(self._value(t, None)),
             lambda t: self._grad(t, None),
             self._newton_solve,
@@ -118,7 +120,7 @@ class _Classifier(FiniteSumProblem):
         """``X`` checked to have the training data's columns (the training data when ``None``)."""
         if X is None:
             return self.X
-        X = _check_data_matrix("X", X)
+        X = check_data_matrix("X", X)
         if X.shape[1] != self.X.shape[1]:
             raise ValueError(f"X must have {self.X.shape[1]} columns, got shape {X.shape}")
         return X
@@ -182,9 +184,9 @@ class LogisticRegression(_Classifier):
     batched = True
 
     def __init__(self, X, y, l2=0.0):
-        X = _check_data_matrix("X", X)
+        X = check_data_matrix("X", X)
         self.y = _binary_labels(y, X.shape[0])
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.X = X.astype(np.float64)
         self.n, self.dim = X.shape
         self.n_classes = 2
@@ -313,22 +315,17 @@ class SoftmaxRegression(_Classifier):
     batched = True
 
     def __init__(self, X, y, n_classes=None, l2=0.0):
-        X = _check_data_matrix("X", X)
-        y_arr = np.asarray(y)
-        if n_classes is None:
-            if y_arr.ndim != 1 or y_arr.size == 0 or not np.issubdtype(y_arr.dtype, np.number):
-                raise ValueError(f"y must be a 1-D array of integer labels, got shape {y_arr.shape}")
-            n_classes = max(2, int(np.max(y_arr)) + 1)
-        self.n_classes = _check_int("n_classes", n_classes, low=2)
-        self.y = _check_labels("y", y_arr, self.n_classes, X.shape[0])
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        X = check_data_matrix("X", X)
+        self.n_classes = check_n_classes(y, n_classes)
+        self.y = check_labels("y", np.asarray(y), self.n_classes, X.shape[0])
+        self.l2 = check_number("l2", l2, low=0.0)
         self.X = X.astype(np.float64)
         self.n, self.n_features = X.shape
         self.dim = self.n_features * self.n_classes
         self._Y = np.eye(self.n_classes)[self.y]
 
     def _labels(self, y, n):
-        return _check_labels("y", y, self.n_classes, n)
+        return check_labels("y", y, self.n_classes, n)
 
     def _label_targets(self):
         return self.y
@@ -434,7 +431,7 @@ class SoftmaxRegression(_Classifier):
         def precond(r):
             return np.einsum("cij,jc->ic", inv_blocks, r.reshape(d, K)).ravel()
 
-        return _cg(hvp, g, tol=_forcing(g), max_iter=10 * self.dim, precond=precond)
+        return cg(hvp, g, tol=_forcing(g), max_iter=10 * self.dim, precond=precond)
 
     @cached_property
     def L(self):

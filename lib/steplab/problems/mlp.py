@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_int, check_number
+from .logistic import log_softmax
 from .base import (
+    check_n_classes,
     FiniteSumProblem,
-    _as_float_array,
-    _check_data_matrix,
-    _check_int,
-    _check_labels,
-    _check_scalar,
+    as_float_array,
+    check_data_matrix,
+    check_labels,
 )
 
 __all__ = ["MLP"]
 
 _KEYS = ("W1", "b1", "W2", "b2")
-
-
-def _log_softmax(Z):
-    m = np.max(Z, axis=-1, keepdims=True)
-    return Z - (m + np.log(np.sum(np.exp(Z - m), axis=-1, keepdims=True)))
 
 
 class MLP(FiniteSumProblem):
@@ -87,30 +83,25 @@ class MLP(FiniteSumProblem):
 
     def __init__(self, X, y, hidden=16, seed=0, task="classification", activation="tanh",
                  n_classes=None, l2=0.0):
-        X = _check_data_matrix("X", X)
+        X = check_data_matrix("X", X)
         n, d = X.shape
-        self.hidden = _check_int("hidden", hidden, low=1)
+        self.hidden = check_int("hidden", hidden, low=1)
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.task, self.activation = task, activation
-        self.l2 = _check_scalar("l2", l2, low=0.0)
+        self.l2 = check_number("l2", l2, low=0.0)
         self.seed = seed
         if task == "classification":
-            y_arr = np.asarray(y)
-            if n_classes is None:
-                if y_arr.ndim != 1 or y_arr.size == 0 or not np.issubdtype(y_arr.dtype, np.number):
-                    raise ValueError(f"y must be a 1-D array of integer labels, got shape {y_arr.shape}")
-                n_classes = max(2, int(np.max(y_arr)) + 1)
-            self.n_classes = _check_int("n_classes", n_classes, low=2)
-            self.y = _check_labels("y", y_arr, self.n_classes, n)
+            self.n_classes = check_n_classes(y, n_classes)
+            self.y = check_labels("y", np.asarray(y), self.n_classes, n)
             self.n_outputs = self.n_classes
             self._Y = np.eye(self.n_classes)[self.y]
         else:
             if n_classes is not None:
                 raise ValueError(f"n_classes applies to classification only, got n_classes={n_classes!r}")
-            Y = _as_float_array("y", y)
+            Y = as_float_array("y", y)
             if Y.ndim not in (1, 2):
                 raise ValueError(f"y must have shape (n,) or (n, o) for regression, got shape {Y.shape}")
             if Y.shape[0] != n:
@@ -139,7 +130,7 @@ class MLP(FiniteSumProblem):
                 raise ValueError(f"{name} has unexpected key {k!r}")
         out = {}
         for k in _KEYS:
-            arr = _as_float_array(f"{name}[{k!r}]", theta[k])
+            arr = as_float_array(f"{name}[{k!r}]", theta[k])
             if arr.shape != self.shapes[k]:
                 raise ValueError(
                     f"{name}[{k!r}] has shape {arr.shape} but the model expects {self.shapes[k]}"
@@ -175,7 +166,7 @@ class MLP(FiniteSumProblem):
 
     def unflatten(self, vector):
         """The inverse of :meth:`flatten`."""
-        v = _as_float_array("vector", vector)
+        v = as_float_array("vector", vector)
         if v.shape != (self.dim,):
             raise ValueError(f"vector must have shape ({self.dim},), got shape {v.shape}")
         out, start = {}, 0
@@ -209,7 +200,7 @@ class MLP(FiniteSumProblem):
     def _output_error(self, Z2, Y):
         """Per-example dl_i/dz2 (not divided by the batch size)."""
         if self.task == "classification":
-            return np.exp(_log_softmax(Z2)) - Y
+            return np.exp(log_softmax(Z2)) - Y
         return Z2 - Y
 
     def _penalty(self, p):
@@ -219,7 +210,7 @@ class MLP(FiniteSumProblem):
         X, Y = self._data(idx, p["W1"].dtype)
         Z2 = self._forward(p, X)[2]
         if self.task == "classification":
-            per = -np.sum(_log_softmax(Z2) * Y, axis=1)
+            per = -np.sum(log_softmax(Z2) * Y, axis=1)
         else:
             per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
         return float(np.mean(per) + self._penalty(p))
@@ -251,7 +242,7 @@ class MLP(FiniteSumProblem):
         RZ2 = RA1 @ p["W2"] + A1 @ v["W2"] + v["b2"]
         # R-op of the output error: the loss Hessian in z2 applied to RZ2
         if self.task == "classification":
-            P = np.exp(_log_softmax(Z2))
+            P = np.exp(log_softmax(Z2))
             RD2 = P * (RZ2 - np.sum(P * RZ2, axis=1, keepdims=True)) / m
         else:
             RD2 = RZ2 / m
@@ -323,7 +314,7 @@ class MLP(FiniteSumProblem):
         X, Y = self._data(idx, p["W1"].dtype)
         Z2 = self._forward(p, X)[2]
         if self.task == "classification":
-            per = -np.sum(_log_softmax(Z2) * Y, axis=1)
+            per = -np.sum(log_softmax(Z2) * Y, axis=1)
         else:
             per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
         return np.asarray(per + self._penalty(p), dtype=np.float64)
@@ -331,7 +322,7 @@ class MLP(FiniteSumProblem):
     def predict(self, theta, X=None):
         """Class predictions (classification) or outputs ``(m, o)`` (regression)."""
         p, dtype = self._check_params(theta)
-        X = self.X if X is None else _check_data_matrix("X", X)
+        X = self.X if X is None else check_data_matrix("X", X)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X must have {self.n_features} columns, got shape {X.shape}")
         Z2 = self._forward(p, X.astype(dtype, copy=False))[2]
@@ -345,8 +336,8 @@ class MLP(FiniteSumProblem):
             X, y = self.X, self.y
         elif X is None or y is None:
             raise ValueError("accuracy needs both X and y, or neither")
-        X = _check_data_matrix("X", X)
-        y = _check_labels("y", y, self.n_classes, X.shape[0])
+        X = check_data_matrix("X", X)
+        y = check_labels("y", y, self.n_classes, X.shape[0])
         return float(np.mean(self.predict(theta, X) == y))
 
     def __repr__(self):

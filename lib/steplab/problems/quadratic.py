@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Problem, _as_float_array, _check_int, _check_scalar
+from .._checks import check_int, check_number
+from .base import Problem, as_float_array
 
 __all__ = ["Quadratic", "random_orthogonal"]
 
@@ -24,7 +25,7 @@ def random_orthogonal(dim, seed=0):
     Reference: F. Mezzadri, "How to generate random matrices from the
     classical compact groups", Notices of the AMS 54(5), 2007.
     """
-    dim = _check_int("dim", dim, low=1)
+    dim = check_int("dim", dim, low=1)
     rng = np.random.default_rng(seed)
     q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
     signs = np.sign(np.diag(r))
@@ -73,7 +74,7 @@ class Quadratic(Problem):
 
     def __init__(self, eigenvalues, seed=0, rotate=True, center=None,
                  allow_singular=False, allow_indefinite=False):
-        eig = _as_float_array("eigenvalues", eigenvalues)
+        eig = as_float_array("eigenvalues", eigenvalues)
         if eig.ndim != 1 or eig.size == 0:
             raise ValueError(f"eigenvalues must be a non-empty 1-D array, got shape {eig.shape}")
         eig = eig.astype(np.float64)
@@ -100,7 +101,7 @@ class Quadratic(Problem):
         if center is None:
             c = np.zeros(self.dim)
         else:
-            c = _as_float_array("center", center).astype(np.float64)
+            c = as_float_array("center", center).astype(np.float64)
             if c.shape != (self.dim,):
                 raise ValueError(f"center must have shape ({self.dim},), got shape {c.shape}")
         self.center = c
@@ -137,9 +138,9 @@ class Quadratic(Problem):
             spacing: ``"geometric"`` or ``"linear"`` placement of the
                 eigenvalues between :math:`\mu` and :math:`L`.
         """
-        kappa = _check_scalar("kappa", kappa, low=1.0)
-        dim = _check_int("dim", dim, low=1)
-        L = _check_scalar("L", L, low=0.0, low_inclusive=False)
+        kappa = check_number("kappa", kappa, low=1.0)
+        dim = check_int("dim", dim, low=1)
+        L = check_number("L", L, low=0.0, low_open=True)
         if dim == 1 and kappa != 1.0:
             raise ValueError(f"kappa must be 1 when dim == 1, got kappa={kappa!r}")
         mu = L / kappa

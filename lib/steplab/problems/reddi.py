@@ -2,11 +2,10 @@ r"""The online counterexample on which Adam fails to converge (Reddi et al., 201
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .base import Problem, _as_float_array, _check_int, _check_scalar
+from .._checks import check_int, check_number
+from .base import Problem, as_float_array
 
 __all__ = ["ReddiCounterexample"]
 
@@ -59,7 +58,7 @@ class ReddiCounterexample(Problem):
     upper = 1.0
 
     def __init__(self, C=3.0):
-        self.C = _check_scalar("C", C, low=2.0, low_inclusive=False)
+        self.C = check_number("C", C, low=2.0, low_open=True)
         self.feasible_set = (self.lower, self.upper)
         self.minimizer = np.array([-1.0])
         self.f_star = -(self.C - 2.0) / 3.0
@@ -68,9 +67,7 @@ class ReddiCounterexample(Problem):
 
     def coefficient(self, t):
         """The slope of :math:`f_t`: ``C`` if ``t % 3 == 1`` else ``-1``."""
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-            raise ValueError(f"t must be an integer time step, got {t!r}")
-        t = _check_int("t", t, low=0)
+        t = check_int("t", t, low=0)
         return self.C if t % 3 == 1 else -1.0
 
     def value_at(self, theta, t):
@@ -115,12 +112,12 @@ class ReddiCounterexample(Problem):
         Returns an array of shape ``(T,)`` whose entry ``i`` is the regret
         after the first ``i + 1`` rounds.
         """
-        x = _as_float_array("thetas", thetas).astype(np.float64)
+        x = as_float_array("thetas", thetas).astype(np.float64)
         if x.ndim == 2 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 1 or x.size == 0:
             raise ValueError(f"thetas must have shape (T,) or (T, 1) with T >= 1, got shape {np.shape(thetas)}")
-        t0 = _check_int("t0", t0, low=0)
+        t0 = check_int("t0", t0, low=0)
         outside = (x < self.lower - 1e-12) | (x > self.upper + 1e-12)
         if np.any(outside):
             i = int(np.flatnonzero(outside)[0])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Problem, _check_scalar
+from .._checks import check_number
+from .base import Problem
 
 __all__ = ["Rosenbrock"]
 
@@ -41,8 +42,8 @@ class Rosenbrock(Problem):
     dim = 2
 
     def __init__(self, a=1.0, b=100.0):
-        self.a = _check_scalar("a", a)
-        self.b = _check_scalar("b", b, low=0.0, low_inclusive=False)
+        self.a = check_number("a", a)
+        self.b = check_number("b", b, low=0.0, low_open=True)
         self.minimizer = np.array([self.a, self.a**2])
         self.f_star = 0.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import _check_int, _check_scalar
+from .._checks import check_int, check_number
 
 __all__ = ["make_least_squares", "make_classification"]
 
@@ -40,9 +40,9 @@ def make_least_squares(n, d, noise=0.1, seed=0, overparameterized=False, return_
     gradient and proximal-gradient methods under the Polyak-Lojasiewicz
     condition", ECML PKDD 2016.
     """
-    n = _check_int("n", n, low=1)
-    d = _check_int("d", d, low=1)
-    noise = _check_scalar("noise", noise, low=0.0)
+    n = check_int("n", n, low=1)
+    d = check_int("d", d, low=1)
+    noise = check_number("noise", noise, low=0.0)
     if overparameterized and d <= n:
         raise ValueError(f"overparameterized=True needs d > n, got d={d}, n={n}")
     rng = np.random.default_rng(seed)
@@ -82,12 +82,12 @@ def make_classification(n, d, n_classes=2, seed=0, separation=2.0):
     Statistical Learning*, 2nd ed., Springer, 2009, Section 4.3 (Gaussian
     classes).
     """
-    n = _check_int("n", n, low=1)
-    d = _check_int("d", d, low=1)
-    n_classes = _check_int("n_classes", n_classes, low=2)
+    n = check_int("n", n, low=1)
+    d = check_int("d", d, low=1)
+    n_classes = check_int("n_classes", n_classes, low=2)
     if n < n_classes:
         raise ValueError(f"n must be >= n_classes={n_classes}, got n={n}")
-    separation = _check_scalar("separation", separation, low=0.0, low_inclusive=False)
+    separation = check_number("separation", separation, low=0.0, low_open=True)
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % n_classes)
     means = rng.standard_normal((n_classes, d)) * separation / np.sqrt(d)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Problem, _check_scalar
+from .._checks import check_number
+from .base import Problem
 
 __all__ = ["Wavy"]
 
@@ -42,8 +43,8 @@ class Wavy(Problem):
     dim = 1
 
     def __init__(self, a=1.0, k=10.0):
-        self.a = _check_scalar("a", a, low=0.0, low_inclusive=False)
-        self.k = _check_scalar("k", k, low=0.0)
+        self.a = check_number("a", a, low=0.0, low_open=True)
+        self.k = check_number("k", k, low=0.0)
         self.L = self.a + 0.1 * self.k**2
         m = self.a - 0.1 * self.k**2
         self.mu = m if m > 0 else None

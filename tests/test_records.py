@@ -1,0 +1,82 @@
+"""One record interface, checked on every record type the library returns."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from steplab import batching, distributed, finite_sum, linesearch, optim, privacy, records, run, vectorized  # noqa: E402
+from steplab.problems import LeastSquares, Quadratic, ReddiCounterexample, make_least_squares  # noqa: E402
+
+
+def _ls():
+    A, b = make_least_squares(40, 3, noise=0.1, seed=0)
+    return LeastSquares(A, b, l2=0.1)
+
+
+RECORDS = {
+    "minimize": lambda: run.minimize(Quadratic([1.0, 0.1]), optim.sgd(0.5), 12),
+    "minimize eval_every": lambda: run.minimize(Quadratic([1.0, 0.1]), optim.sgd(0.5), 12, eval_every=5),
+    "minimize_online": lambda: run.minimize_online(ReddiCounterexample(), optim.sgd(0.1), 9),
+    "gd_armijo": lambda: linesearch.gd_armijo(Quadratic([1.0, 0.1]), 7),
+    "sweep_lr": lambda: vectorized.sweep_lr(Quadratic([1.0, 0.1]), [0.1, 0.5], 11)[1],
+    "svrg": lambda: finite_sum.svrg(_ls(), lr=0.05, budget=400, seed=0, log_every=20),
+    "fedavg": lambda: distributed.simulate_fedavg(_ls(), [np.arange(20), np.arange(20, 40)], 4,
+                                                  local_steps=2, lr=0.05),
+    "dp_sgd": lambda: privacy.simulate_dp_sgd(_ls(), 6, batch_size=5, clip_norm=1.0,
+                                              noise_multiplier=0.5, lr=0.05),
+    "sgd_runs": lambda: vectorized.sgd_runs(Quadratic([1.0, 0.1]), 0.5, 10, n_runs=3, record_every=3),
+    "scale_batch": lambda: batching.bert_base_example(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_every_record_has_the_one_interface(name):
+    r = RECORDS[name]()
+    assert isinstance(r, records.Record)
+    steps = r.steps
+    assert isinstance(steps, np.ndarray) and np.issubdtype(steps.dtype, np.integer) and steps.ndim == 1
+    assert np.all(np.diff(steps) > 0)
+    loss = np.asarray(r.loss)
+    assert loss.shape[:1] == steps.shape or (name == "scale_batch" and loss.size == 0)
+    assert r.diverged is False and r.diverged_at is None
+    assert isinstance(r.n_steps, int) and r.n_steps >= int(steps[-1]) - 1
+    assert isinstance(r.meta, dict) and r.meta
+    fig, ax = plt.subplots()
+    assert r.plot(ax=ax) is ax
+    assert r.plot() is not None
+    plt.close("all")
+
+
+def test_steps_are_the_steps_the_loss_was_recorded_at():
+    h = RECORDS["minimize eval_every"]()
+    np.testing.assert_array_equal(h.steps, [0, 5, 10, 12])
+    assert h.n_steps == 12
+    np.testing.assert_array_equal(RECORDS["minimize"]().steps, np.arange(13))
+    np.testing.assert_array_equal(RECORDS["minimize_online"]().steps, np.arange(1, 10))
+    s = RECORDS["fedavg"]()
+    np.testing.assert_array_equal(s.steps, np.arange(5))
+    np.testing.assert_array_equal(RECORDS["sgd_runs"]().steps, [0, 3, 6, 9, 10])
+
+
+def test_diverged_and_the_step_at_which_on_every_loop():
+    q = Quadratic([1.0, 0.1], rotate=False)
+    h = run.minimize(q, optim.sgd(3.0), 200)
+    assert h.diverged and h.diverged_at == h.n_steps + 1
+    (hs,) = vectorized.sweep_lr(q, [3.0], 200)
+    assert hs.diverged and hs.diverged_at == h.diverged_at
+    e = finite_sum.sgd(_ls(), lr=5.0, budget=4000, seed=0, log_every=1)
+    assert e.diverged and e.diverged_at == e.steps[-1]
+    r = vectorized.sgd_runs(q, 3.0, 2000, n_runs=2, record_every=100)
+    assert r.diverged and r.diverged_at in r.steps and not np.all(np.isfinite(r.loss[-1]))
+    assert not np.all(np.isfinite(r.loss[list(r.steps).index(r.diverged_at)]))
+
+
+def test_batch_scaling_keeps_its_items():
+    plan = batching.bert_base_example()
+    assert plan["steps"] == pytest.approx(125_000) and plan.steps.tolist() == [125_000]
+    assert set(plan.keys()) >= {"lr", "steps", "speedup", "hours"}
+    with pytest.raises(KeyError, match="no entry"):
+        plan["loss_scale"]
