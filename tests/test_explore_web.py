@@ -208,13 +208,13 @@ def test_momentum_web_rows_are_momentum_run():
 
 
 def test_batch_size_web_rows_are_batch_size_run():
-    view = explore.batch_size_web(eta=(0.3, 0.7), batch_size=(1, 16))
+    view = explore.batch_size_web(eta=(0.3, 1.2), batch_size=(1, 16))
     row, fresh = view.data_for(eta=0.3, batch_size=16), explore.batch_size_run(eta=0.3, batch_size=16)
     _close(row["dist"], fresh["distance2"].mean(axis=0)[row["td"]], digits=4)
     _close(row["noise"], fresh["noise"][row["tv"]], digits=4)
     _close(row["fx"], fresh["trajectories"][:, -1, 0], digits=4)
     assert row["td"][0] == 0 and row["td"][-1] == fresh["steps"]
-    assert view.data_for(eta=0.7, batch_size=1)["note"].startswith("diverged at step")
+    assert view.data_for(eta=1.2, batch_size=1)["note"].startswith("diverged at step")
 
 
 def test_schedule_web_rows_are_schedule_run():

@@ -72,7 +72,7 @@ def _check_server(server_optimizer, server_lr):
 
 
 def _local_training(problem, theta, draws_of, local_steps, lr, mu, step_count):
-    """``local_steps`` SGD steps on every active client from ``theta``; with ``mu > 0`` each
+    r"""``local_steps`` SGD steps on every active client from ``theta``; with ``mu > 0`` each
     gradient gains the proximal pull :math:`\mu(\theta_k - \theta)`.
 
     Returns the client models, the index arrays drawn and the gradient evaluations spent."""

@@ -321,7 +321,7 @@ def batch_size_static(settings=((0.3, 1), (0.3, 16), (0.8, 1))):
     return fig
 
 
-BATCH_SIZE_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 11) * 0.1, 2).tolist()), "batch_size": BATCH_SIZES}
+BATCH_SIZE_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 13) * 0.1, 2).tolist()), "batch_size": BATCH_SIZES}
 _WEB_PATHS = 6
 _WEB_POINTS = 51
 
@@ -394,7 +394,7 @@ def _batch_size_layout(base):
 
 def batch_size_web(**grid):
     """The website's live view: the explorer's sliders over :data:`BATCH_SIZE_WEB_GRID`
-    (10 step sizes 0.1-1.0, the 7 batch sizes 1-64); six of the 40 runs drawn as paths, every
+    (12 step sizes 0.1-1.2, the 7 batch sizes 1-64); six of the 40 runs drawn as paths, every
     third step, curves at 51 points.
 
     ``grid`` may replace either slider's values (``eta=...``, ``batch_size=...``).

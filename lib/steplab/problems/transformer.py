@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
+from .._checks import check_int
 from ..optim import check_tree_match
-from .base import FiniteSumProblem, _as_float_array, _check_int
+from .base import FiniteSumProblem, as_float_array
 
 __all__ = ["TinyTransformer"]
 
@@ -116,17 +117,17 @@ class TinyTransformer(FiniteSumProblem):
             raise ValueError(f"tokens must be >= 0, got {int(tok.min())}")
         if vocab_size is None:
             vocab_size = int(tok.max()) + 1 if tok.size else 0
-        self.vocab_size = _check_int("vocab_size", vocab_size, low=2)
+        self.vocab_size = check_int("vocab_size", vocab_size, low=2)
         if tok.size and tok.max() >= self.vocab_size:
             raise ValueError(f"tokens must be < vocab_size = {self.vocab_size}, got {int(tok.max())}")
-        self.context = _check_int("context", context, low=1)
-        self.d_model = _check_int("d_model", d_model, low=1)
-        self.n_heads = _check_int("n_heads", n_heads, low=1)
+        self.context = check_int("context", context, low=1)
+        self.d_model = check_int("d_model", d_model, low=1)
+        self.n_heads = check_int("n_heads", n_heads, low=1)
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads must divide d_model = {self.d_model}, got n_heads={self.n_heads}")
-        self.n_blocks = _check_int("n_blocks", n_blocks, low=1)
-        self.d_mlp = _check_int("d_mlp", 4 * self.d_model if d_mlp is None else d_mlp, low=1)
-        self.stride = _check_int("stride", self.context if stride is None else stride, low=1)
+        self.n_blocks = check_int("n_blocks", n_blocks, low=1)
+        self.d_mlp = check_int("d_mlp", 4 * self.d_model if d_mlp is None else d_mlp, low=1)
+        self.stride = check_int("stride", self.context if stride is None else stride, low=1)
         if tok.size < self.context + 1:
             raise ValueError(f"tokens must hold at least context + 1 = {self.context + 1} ids, got {tok.size}")
         self.seed = seed
@@ -186,7 +187,7 @@ class TinyTransformer(FiniteSumProblem):
         if not isinstance(theta, dict):
             raise ValueError(f"{name} must be a dict with keys {list(self.shapes)}, got {type(theta).__name__}")
         check_tree_match(theta, self._template, name=name)
-        out = {k: _as_float_array(f"{name}[{k!r}]", theta[k]) for k in self.shapes}
+        out = {k: as_float_array(f"{name}[{k!r}]", theta[k]) for k in self.shapes}
         dtype = np.result_type(*(a.dtype for a in out.values()))
         return {k: a.astype(dtype, copy=False) for k, a in out.items()}
 
@@ -197,7 +198,7 @@ class TinyTransformer(FiniteSumProblem):
 
     def unflatten(self, vector):
         """The inverse of :meth:`flatten`."""
-        v = _as_float_array("vector", vector)
+        v = as_float_array("vector", vector)
         if v.shape != (self.dim,):
             raise ValueError(f"vector must have shape ({self.dim},), got shape {v.shape}")
         out, start = {}, 0
