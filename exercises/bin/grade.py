@@ -323,7 +323,9 @@ def run_workers(course, todo, cell_timeout, jobs):
         sys.stderr.write(proc.stderr[-2000:])
         try:
             return learner, json.loads(proc.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
+        except (ValueError, IndexError):  # the worker itself failed: zero, with a note, and go on
+            for name in names:
+                zero_submission(course, name, learner)
             return learner, {n: "autograde failed" for n in names}
 
     todo = sorted(todo, key=lambda item: -len(item[2]))  # the longest first: the pool ends together

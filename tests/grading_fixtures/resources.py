@@ -18,15 +18,20 @@ for _ in range(3):
     children.append(pid)
 killed = sum(os.WIFSIGNALED(status) for status in (os.waitpid(pid, 0)[1] for pid in children))
 print("memory children killed:", killed)
-forks = 0
+forks, stopped = [], "not stopped"
 try:
-    while forks < 5000:
-        if os.fork() == 0:
+    while len(forks) < 5000:
+        pid = os.fork()
+        if pid == 0:
             time.sleep(60)
             os._exit(0)
-        forks += 1
+        forks.append(pid)
 except OSError as exc:
-    print("fork stopped after", forks, type(exc).__name__)
+    stopped = type(exc).__name__
+for pid in forks:  # at the process limit the kernel cannot even start a thread to print
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+print("fork stopped after", len(forks), stopped)
 try:
     for i in range(100):  # files of at most 60 MiB (the per-file limit is 64 MiB) until /tmp is full
         with open(f"/tmp/fill{i}", "wb") as fh:
