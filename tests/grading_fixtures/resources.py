@@ -1,6 +1,6 @@
 # base: source, at: end
 # A 20 GiB allocation, three children that together hold more than the learner's memory limit,
-# and a fork bomb (whose children sleep rather than spin, to spare the machine).
+# a fork bomb (whose children sleep rather than spin, to spare the machine) and a full /tmp.
 import os, time
 import numpy
 try:
@@ -23,8 +23,7 @@ try:
     while len(forks) < 5000:
         pid = os.fork()
         if pid == 0:
-            time.sleep(60)
-            os._exit(0)
+            os.execv("/bin/sleep", ["sleep", "60"])  # small children: the bomb tests the process limit
         forks.append(pid)
 except OSError as exc:
     stopped = type(exc).__name__
