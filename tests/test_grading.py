@@ -240,6 +240,9 @@ def test_grades_csv_has_every_submission(graded):
     assert float(seen[("corrupt", PS1)]["raw_score"]) == 0
     assert float(seen[("wrong_name", PS1)]["raw_score"]) == 0
     assert seen[("os_exit", PS1)]["grading_note"] == "the kernel died"
+    # hidden-test markers in a learner's own notebook: left out with a note, the run goes on
+    assert seen[("markers", PS1)]["grading_note"] == "the notebook contains hidden-test markers"
+    assert float(seen[("markers", PS1)]["raw_score"]) == 0
 
 
 def test_broken_submissions_score_nothing_they_did_not_earn(graded):
@@ -551,3 +554,14 @@ def test_the_notebook_has_one_wall_limit(tmp_path):
     assert time.time() - t0 < 30
     assert not nb.cells[-2].get("outputs") and nb.cells[-2].get("execution_count") is None, "the last sleep never ran"
     assert [o.get("ename") for o in nb.cells[-1].outputs] == ["Timeout"]
+
+
+def test_feedback_names_only_error_kinds_from_a_fixed_list():
+    """The class name of a learner's exception is the learner's to choose: a name outside the
+    fixed list is reported as Error, so no chosen text reaches the feedback."""
+    assert grader.LearnerError("ValueError").kind == "ValueError"
+    assert grader.LearnerError("secret_answer_is_42").kind == "Error"
+    out = grader.outputs("test_x_hidden", (False, "secret_answer_is_42", "a message"), hidden=True)
+    assert out[0]["ename"] == "Error" and "secret" not in json.dumps(out) and "message" not in json.dumps(out)
+    shown = grader.outputs("test_x_visible", (False, "AssertionError", "lr must be positive"), hidden=False)
+    assert "lr must be positive" in shown[0]["traceback"][0]
