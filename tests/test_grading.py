@@ -23,6 +23,7 @@ FIXTURES = os.path.join(ROOT, "tests", "grading_fixtures")
 sys.path.insert(0, os.path.join(COURSE, "bin"))
 
 import grade  # noqa: E402
+import grader  # noqa: E402
 import sandbox_kernel  # noqa: E402
 
 pytestmark = pytest.mark.grading
@@ -30,6 +31,9 @@ SETS = grade.sets(COURSE)
 PS1 = "ps1_gradient_descent"
 CELL_TIMEOUT = 20
 SANDBOX = sandbox_kernel.available()
+CGROUPS = SANDBOX and bool(sandbox_kernel.cgroup_dirs("test-probe"))
+sandbox_kernel.remove_cgroups([d for d in sandbox_kernel.stale_cgroups() if d.endswith("test-probe")])
+MEMORY = 2**30  # each learner's kernel, all its processes together (the resources fixture needs more)
 
 
 def _nb_path(kind, name):
@@ -42,6 +46,9 @@ def _inject(name, fixture):
     header = text.splitlines()[0]
     base = "source" if "base: source" in header else "release"
     nb = nbformat.read(_nb_path(base, PS1), as_version=4)
+    if "with: " in header:  # planted on top of another fixture's code (wrong answers)
+        other = header.split("with: ")[1].split(",")[0].strip()
+        text = open(os.path.join(FIXTURES, other + ".py")).read() + "\n" + text
     cell = nbformat.v4.new_code_cell(text)
     if "at: start" in header:
         first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
@@ -66,7 +73,7 @@ def _hostile():
 def graded(tmp_path_factory):
     course = str(tmp_path_factory.mktemp("grading") / "exercises")
     shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns(
-        "gradebook.db", "autograded", "feedback", "submitted", "grades.csv", "__pycache__"))
+        "gradebook.db", "autograded", "feedback", "submitted", "grades.csv", "grading_state.json", "__pycache__"))
     sub = os.path.join(course, "submitted")
 
     def put(learner, name, nb_or_path, filename=None):
@@ -93,7 +100,7 @@ def graded(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, os.path.join(course, "bin", "grade.py"), "--course-dir", course,
          "grade", "--cell-timeout", str(CELL_TIMEOUT)],
-        capture_output=True, text=True, timeout=1200)
+        capture_output=True, text=True, timeout=1800, env={**os.environ, "STEPLAB_SANDBOX_MEMORY": str(MEMORY)})
     elapsed = time.time() - t0
     print(proc.stdout[-4000:], proc.stderr[-4000:], f"graded in {elapsed:.0f} s")
     return {"course": course, "proc": proc, "victim_file": victim_file, "victim_bytes": victim_bytes}
@@ -182,6 +189,22 @@ def test_sources_have_points_hidden_tests_and_a_manual_answer(name):
     assert any(m.get("grade") and m.get("solution") for m in meta), "a manually graded answer"
 
 
+@pytest.mark.parametrize("name", SETS)
+def test_every_test_cell_has_a_grader_test(name):
+    """The grader awards every autograded point: one grader test per test cell, and no other."""
+    nb = nbformat.read(_nb_path("source", name), as_version=4)
+    cells = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+             if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+    tests = grader.load(os.path.join(COURSE, "grader", f"{name}.py"))
+    assert set(tests) == set(cells)
+    for gid, cell in cells.items():
+        hidden = "BEGIN HIDDEN TESTS" in cell.source
+        assert tests[gid][1] == (not hidden), f"{gid}: a test that shows its messages has no hidden part"
+        if hidden:  # the notebook keeps a pointer, never the hidden test itself
+            body = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+            assert all(not ln.strip() or ln.strip().startswith("#") for ln in body.splitlines()), gid
+
+
 # ------------------------------------------------------------------ grading
 
 
@@ -217,6 +240,9 @@ def test_grades_csv_has_every_submission(graded):
     assert float(seen[("corrupt", PS1)]["raw_score"]) == 0
     assert float(seen[("wrong_name", PS1)]["raw_score"]) == 0
     assert seen[("os_exit", PS1)]["grading_note"] == "the kernel died"
+    # hidden-test markers in a learner's own notebook: left out with a note, the run goes on
+    assert seen[("markers", PS1)]["grading_note"] == "the notebook contains hidden-test markers"
+    assert float(seen[("markers", PS1)]["raw_score"]) == 0
 
 
 def test_broken_submissions_score_nothing_they_did_not_earn(graded):
@@ -231,14 +257,40 @@ def test_broken_submissions_score_nothing_they_did_not_earn(graded):
         assert scores[(learner, PS1)][0] == full, learner
     # Deleting gradient_descent costs the tests that call it (parts 1 and 4) and nothing else.
     assert scores[("delete_functions", PS1)][0] == full - 3 - 2
-    # Patching numpy does not turn wrong answers into points in the hidden tests.
-    assert scores[("monkeypatch_numpy", PS1)][0] <= 2, scores[("monkeypatch_numpy", PS1)]
     # sys.exit at the end only stops that cell; correct answers before it keep their points.
     assert scores[("sys_exit", PS1)][0] == full
-    # Rebinding np and the test's names fails the visible tests that use them, not the hidden ones.
-    got = scores[("rebind_names", PS1)][0]
-    assert got == full - 3, got  # the three visible tests that use `problem`
+    # Rebinding np, the tests' names and AssertionError in the notebook changes nothing: the grader
+    # builds its own problems and compares with its own numpy.
+    assert scores[("rebind_names", PS1)][0] == full
     assert scores[("huge_output", PS1)][0] == full
+    assert scores[("read_hidden", PS1)][0] == full
+
+
+ATTACKS = ("monkeypatch_numpy", "hooks", "patched_builtins")
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_in_kernel_attacks_score_no_more_than_wrong_answers(graded, attack):
+    """Hooks, patched numpy and builtins, fake modules, a trace function: planted on top of wrong
+    answers, none of them gains a point over the wrong answers alone."""
+    scores = _scores(graded["course"])
+    baseline = scores[("wrong_answers", PS1)][0]
+    assert baseline < scores[("solution", PS1)][1] / 2, "the wrong answers are mostly wrong"
+    assert scores[(attack, PS1)][0] <= baseline, (attack, scores[(attack, PS1)], baseline)
+
+
+def test_hidden_tests_are_out_of_the_kernels_reach(graded):
+    """The kernel never receives hidden-test source: a notebook that searches the file system for
+    the grader's files and spies on every cell and request its kernel runs finds no test code,
+    and what it echoes (into stdout and into an earlier cell's display) reaches no feedback."""
+    course = graded["course"]
+    nb = nbformat.read(os.path.join(course, "autograded", "read_hidden", PS1, f"{PS1}.ipynb"), as_version=4)
+    text = json.dumps(nb)
+    assert "FOUND 0" in text, "the grader's files are hidden from the kernel"
+    assert "SPY" in text, "the spy hook ran"
+    for root in ("autograded", "feedback"):
+        for path, content in _text_files(os.path.join(course, root)):
+            assert "__steplab_channel__" not in content and "@test(" not in content, path
 
 
 def test_huge_output_is_capped(graded):
@@ -247,15 +299,22 @@ def test_huge_output_is_capped(graded):
     assert "output beyond" in open(path).read()
 
 
+def _grader_lines():
+    """Lines of the grader's test files that no notebook shows (a solution's line is the learner's own)."""
+    public = "".join(open(_nb_path(kind, name)).read() for name in SETS for kind in ("release", "source"))
+    lines = []
+    for name in SETS:
+        for line in open(os.path.join(COURSE, "grader", f"{name}.py")):
+            line = line.strip()
+            if len(line) > 20 and json.dumps(line)[1:-1] not in public and line not in public:
+                lines.append(line)
+    return lines
+
+
 def test_no_hidden_test_in_autograded_or_feedback(graded):
     course = graded["course"]
-    hidden = []
-    for name in SETS:
-        for cell in nbformat.read(_nb_path("source", name), as_version=4).cells:
-            if "BEGIN HIDDEN TESTS" in cell.source:
-                body = cell.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
-                hidden += [ln.strip() for ln in body.splitlines() if len(ln.strip()) > 20]
-    assert hidden
+    hidden = _grader_lines()
+    assert len(hidden) > 100
     files = list(_text_files(os.path.join(course, "feedback"))) + list(_text_files(os.path.join(course, "autograded")))
     assert any(p.endswith(".html") for p, _ in files), "feedback HTML was generated"
     for path, text in files:
@@ -269,8 +328,9 @@ def test_failed_hidden_test_shows_no_traceback(graded):
     nb = json.load(open(path))
     cell = next(c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == "test_gd_fixed_hidden")
     assert [o["output_type"] for o in cell["outputs"]] == ["error"]
+    assert cell["outputs"][0]["ename"] == "NotImplementedError"
     assert cell["outputs"][0]["traceback"] == [
-        f"{cell['outputs'][0]['ename']}: a test in this cell failed (hidden tests are not shown)"]
+        "NotImplementedError: a hidden test in test_gd_fixed_hidden failed (hidden tests are not shown)"]
 
 
 @pytest.mark.skipif(not SANDBOX, reason="kernel isolation needs root, unshare, mount and setpriv")
@@ -309,3 +369,199 @@ def test_check_exits_nonzero_on_a_failing_visible_test(tmp_path):
     # a hidden test's body is not in the release: the self-check must not report it as passed
     hidden = [ln for ln in bad.stdout.splitlines() if "hidden" in ln.split("(")[0]]
     assert hidden and all(ln.startswith("HIDDEN") for ln in hidden), bad.stdout
+
+
+def _outputs(course, learner):
+    nb = nbformat.read(os.path.join(course, "autograded", learner, PS1, f"{PS1}.ipynb"), as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@pytest.mark.skipif(not SANDBOX, reason="kernel isolation needs root, unshare, mount and setpriv")
+def test_resource_attacks_leave_the_others_grades_alone(graded):
+    """A 20 GiB allocation, children holding more than the memory limit together, a fork bomb and a
+    full /tmp in one kernel: the attack is contained and every other learner keeps full marks."""
+    scores = _scores(graded["course"])
+    for name in SETS:
+        assert scores[("solution", name)][0] == scores[("solution", name)][1], name
+    assert scores[("victim", PS1)][0] == scores[("victim", PS1)][1]
+    out = _outputs(graded["course"], "resources")
+    assert "20 GiB: MemoryError" in out
+    forks = int(out.split("fork stopped after ")[1].split()[0])
+    assert forks < sandbox_kernel.PIDS_LIMIT, forks
+    assert "full /tmp after" in out
+    if CGROUPS:  # 3 x 600 MiB against a 1 GiB limit for all of them
+        assert int(out.split("memory children killed: ")[1].split()[0]) >= 1, out
+
+
+@pytest.mark.skipif(not SANDBOX, reason="kernel isolation needs root, unshare, mount and setpriv")
+def test_nothing_outlives_a_kernel(graded):
+    """No file in a host directory, no SysV segment, no process, no cgroup is left by any kernel."""
+    out = _outputs(graded["course"], "traces")
+    written = eval(out.split("traces:")[1].split(" segment:")[0])  # a list literal printed by the fixture
+    assert {os.path.realpath(d) for d in written} <= {"/tmp", "/var/tmp", "/dev/shm"}, written  # private tmpfs only
+    for d in ("/run/lock", "/var/lock", "/var/tmp", "/dev/shm", "/tmp", "/var/crash"):
+        assert not os.path.exists(os.path.join(d, "steplab_trace")), d
+    ipcs = subprocess.run(["ipcs", "-m"], capture_output=True, text=True).stdout
+    assert "0x005731ab" not in ipcs
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        if grade.UID_BASE - 1 <= uid < grade.UID_BASE + 1000:
+            left.append(pid)
+    assert not left, left
+    assert not [d for d in sandbox_kernel.stale_cgroups() if not d.endswith("probe")]
+
+
+def _grade(course, *args, python=sys.executable):
+    return subprocess.run([python, os.path.join(course, "bin", "grade.py"), "--course-dir", course, "grade",
+                           "--cell-timeout", str(CELL_TIMEOUT), *args],
+                          capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "STEPLAB_SANDBOX_MEMORY": str(MEMORY)})
+
+
+def _csv_rows(course):
+    import csv
+
+    with open(os.path.join(course, "grades.csv")) as fh:
+        return sorted(tuple(sorted(r.items())) for r in csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def serial(graded, tmp_path_factory):
+    """A second course graded with --jobs 1: four of the parallel run's PS1 learners."""
+    course = str(tmp_path_factory.mktemp("serial") / "exercises")
+    shutil.copytree(graded["course"], course, ignore=shutil.ignore_patterns(
+        "gradebook.db", "autograded", "feedback", "submitted", "grades.csv", "grading_state.json", "__pycache__"))
+    for learner in ("solution", "stub", "wrong_answers", "hooks"):
+        shutil.copytree(os.path.join(graded["course"], "submitted", learner, PS1),
+                        os.path.join(course, "submitted", learner, PS1))
+    first = _grade(course, "--jobs", "1")
+    rows = _csv_rows(course)
+    again = _grade(course, "--jobs", "1")
+    return {"course": course, "first": first, "again": again, "rows": rows}
+
+
+def test_parallel_grading_equals_serial_grading(graded, serial):
+    assert serial["first"].returncode == 0, serial["first"].stderr[-3000:]
+    parallel, one = _scores(graded["course"]), _scores(serial["course"])
+    for learner in ("solution", "stub", "wrong_answers", "hooks"):
+        assert one[(learner, PS1)] == parallel[(learner, PS1)], learner
+
+
+def test_grading_again_changes_nothing_and_grades_only_newcomers(serial):
+    course = serial["course"]
+    assert serial["again"].returncode == 0, serial["again"].stderr[-3000:]
+    assert "graded in" not in serial["again"].stderr, "nothing was regraded"
+    assert _csv_rows(course) == serial["rows"], "the same grades.csv"
+    shutil.copytree(os.path.join(course, "submitted", "solution", PS1), os.path.join(course, "submitted", "late", PS1))
+    late = _grade(course)
+    assert late.returncode == 0, late.stderr[-3000:]
+    graded_now = [ln.split("/")[0] for ln in late.stderr.splitlines() if " graded in " in ln]
+    assert graded_now == ["late"], graded_now
+    scores = _scores(course)
+    assert scores[("late", PS1)][0] == scores[("late", PS1)][1] > 0
+    rows = [r for r in _csv_rows(course) if dict(r)["student_id"] != "late"]
+    assert rows == serial["rows"], "the others' rows are unchanged"
+
+
+@pytest.mark.skipif(not SANDBOX, reason="kernel isolation needs root, unshare, mount and setpriv")
+def test_canary_refuses_a_sandbox_that_cannot_start_a_kernel(tmp_path):
+    """A virtualenv reached through a symlink in /tmp (which the sandbox replaces by its own): no
+    kernel can start, so grading stops before it records anything, saying why."""
+    course = str(tmp_path / "exercises")
+    shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns(
+        "gradebook.db", "autograded", "feedback", "submitted", "grades.csv", "grading_state.json", "__pycache__"))
+    os.makedirs(os.path.join(course, "submitted", "someone", PS1))
+    shutil.copy(_nb_path("source", PS1), os.path.join(course, "submitted", "someone", PS1))
+    os.symlink(sys.prefix, tmp_path / "venv")
+    python = str(tmp_path / "venv" / "bin" / os.path.basename(sys.executable))
+    proc = _grade(course, python=python)
+    assert proc.returncode != 0
+    assert "grading stopped before recording anything" in proc.stderr + proc.stdout
+    for left in ("gradebook.db", "grades.csv", "autograded", "feedback"):
+        assert not os.path.exists(os.path.join(course, left)), left
+
+
+LIMITS_TESTS = '''
+import numpy as np
+from grader import test
+
+@test("t_hangs")
+def _(learner):
+    learner.call("hang")
+
+@test("t_crashes")
+def _(learner):
+    learner.call("crash")
+
+@test("t_not_data")
+def _(learner):
+    learner.data("not_data")
+
+@test("t_after")
+def _(learner):
+    assert np.array_equal(learner.data("double", np.arange(3)), [0, 2, 4])
+
+@test("t_late")
+def _(learner):
+    assert learner.data("double", 1) == 2
+'''
+
+
+def _test_cell(gid, source="pass"):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": gid, "locked": True, "points": 1,
+                                 "schema_version": 3, "solution": False}
+    return cell
+
+
+def test_a_call_that_hangs_crashes_or_returns_no_data_costs_only_its_test(tmp_path):
+    """The grader's side of the channel, in process with an ordinary kernel: a call that hangs is
+    interrupted at the per-call limit, one that kills the kernel gets a new kernel with the notebook
+    replayed, one that returns an object where data is expected fails; the next tests still run."""
+    from grading_ext import GradedExecute
+
+    (tmp_path / "limits.py").write_text(LIMITS_TESTS)
+    code = ("import os, time\n"
+            "def hang():\n    while True:\n        time.sleep(0.1)\n"
+            "def crash():\n    os._exit(1)\n"
+            "def not_data():\n    return (x for x in range(3))\n"
+            "def double(x):\n    return 2 * x\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)] + [
+        _test_cell(g) for g in ("t_hangs", "t_crashes", "t_not_data", "t_after", "t_missing")])
+    ex = GradedExecute(grader_dir=str(tmp_path), timeout=30, call_timeout=3, kernel_name="python3")
+    ex.preprocess(nb, {"nbgrader": {"assignment": "limits"}, "metadata": {"path": str(tmp_path)}})
+    kinds = {c.metadata["nbgrader"]["grade_id"]: [o.get("ename") for o in c.outputs] for c in nb.cells[1:]}
+    assert kinds == {"t_hangs": ["Timeout"], "t_crashes": ["KernelDied"], "t_not_data": ["NotData"],
+                     "t_after": [None], "t_missing": ["Missing"]}, kinds
+
+
+def test_the_notebook_has_one_wall_limit(tmp_path):
+    """Cells under the per-cell limit still cannot take the notebook past its wall limit: what is
+    left is not run, and the grader's tests that are left fail with Timeout."""
+    from grading_ext import GradedExecute
+
+    (tmp_path / "limits.py").write_text(LIMITS_TESTS)
+    cells = [nbformat.v4.new_code_cell("def double(x):\n    return 2 * x")]
+    cells += [nbformat.v4.new_code_cell("import time\ntime.sleep(2)") for _ in range(5)]
+    nb = nbformat.v4.new_notebook(cells=cells + [_test_cell("t_late")])
+    ex = GradedExecute(grader_dir=str(tmp_path), timeout=30, notebook_timeout=5, kernel_name="python3")
+    t0 = time.time()
+    ex.preprocess(nb, {"nbgrader": {"assignment": "limits"}, "metadata": {"path": str(tmp_path)}})
+    assert time.time() - t0 < 30
+    assert not nb.cells[-2].get("outputs") and nb.cells[-2].get("execution_count") is None, "the last sleep never ran"
+    assert [o.get("ename") for o in nb.cells[-1].outputs] == ["Timeout"]
+
+
+def test_feedback_names_only_error_kinds_from_a_fixed_list():
+    """The class name of a learner's exception is the learner's to choose: a name outside the
+    fixed list is reported as Error, so no chosen text reaches the feedback."""
+    assert grader.LearnerError("ValueError").kind == "ValueError"
+    assert grader.LearnerError("secret_answer_is_42").kind == "Error"
+    out = grader.outputs("test_x_hidden", (False, "secret_answer_is_42", "a message"), hidden=True)
+    assert out[0]["ename"] == "Error" and "secret" not in json.dumps(out) and "message" not in json.dumps(out)
+    shown = grader.outputs("test_x_visible", (False, "AssertionError", "lr must be positive"), hidden=False)
+    assert "lr must be positive" in shown[0]["traceback"][0]

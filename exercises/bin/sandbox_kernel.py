@@ -12,6 +12,12 @@ pointing here). Two stages:
    unprivileged uid of the learner's own (setpriv, no capabilities, no new privileges) and
    exec ipykernel in /tmp/work.
 
+The kernel runs in its own pid and IPC namespaces (it is pid 1 there: when it ends, everything it
+started ends, and its SysV segments go with the namespace), inside one memory and pids cgroup
+(``MEMORY_LIMIT`` for all its processes together) when the machine has a writable cgroup file
+system; otherwise only the per-process resource limits apply (``cgroup_dirs`` returns []). Every
+mount but its private tmpfs ones is read-only inside the namespace.
+
 The learner's code therefore runs as a uid that owns nothing outside its private /tmp, cannot
 remount anything (no CAP_SYS_ADMIN), cannot see the gradebook, other learners' submissions or
 their autograded copies, and cannot signal or ptrace the grader or another learner's kernel
@@ -21,6 +27,7 @@ Environment (set by grade.py):
     STEPLAB_SANDBOX        "namespace" (default) or "none" (no isolation; grade.py warns)
     STEPLAB_SANDBOX_UID    the uid (and gid) the kernel runs as
     STEPLAB_SANDBOX_HIDE   paths to hide, separated by os.pathsep
+    STEPLAB_SANDBOX_MEMORY the memory limit of one kernel and all its processes, in bytes
 """
 
 import importlib.util
@@ -28,17 +35,110 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 TMP_SIZE = "256m"
 MAX_COPY_BYTES = 64 * 2**20
+# The whole kernel and every process it starts together (a cgroup); STEPLAB_SANDBOX_MEMORY in bytes.
+MEMORY_LIMIT = int(os.environ.get("STEPLAB_SANDBOX_MEMORY", 4 * 2**30))
+PIDS_LIMIT = 256
 LIMITS = {
     resource.RLIMIT_AS: 6 * 2**30,
     resource.RLIMIT_FSIZE: 64 * 2**20,
-    resource.RLIMIT_NPROC: 256,
+    resource.RLIMIT_NPROC: PIDS_LIMIT,
     resource.RLIMIT_CORE: 0,
 }
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_PREFIX = "steplab-"
+
+
+# ------------------------------------------------------------------ one memory limit for the learner
+
+
+def _own_cgroups():
+    """{controller: this process's cgroup path} from /proc/self/cgroup ("" for cgroup v2)."""
+    out = {}
+    with open("/proc/self/cgroup") as fh:
+        for line in fh:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                out[c] = path
+    return out
+
+
+def _write(path, text):
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def cgroup_dirs(name):
+    """New cgroups ``steplab-<name>`` (memory and pids) below this process's own, with the limits
+    set; [] when the machine gives none (no cgroup file system, or not writable)."""
+    own, made = _own_cgroups(), []
+    try:
+        if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers")):  # cgroup v2
+            parent = CGROUP_ROOT + own.get("", "/")
+            enabled = open(os.path.join(parent, "cgroup.subtree_control")).read().split()
+            if not {"memory", "pids"} <= set(enabled):
+                return []
+            d = os.path.join(parent, CGROUP_PREFIX + name)
+            os.makedirs(d, exist_ok=True)
+            made.append(d)
+            _write(os.path.join(d, "memory.max"), str(MEMORY_LIMIT))
+            _write(os.path.join(d, "memory.swap.max"), "0")
+            _write(os.path.join(d, "pids.max"), str(PIDS_LIMIT))
+            return made
+        for controller, files in (("memory", {"memory.limit_in_bytes": MEMORY_LIMIT,
+                                              "memory.memsw.limit_in_bytes": MEMORY_LIMIT}),
+                                  ("pids", {"pids.max": PIDS_LIMIT})):
+            if controller not in own:
+                raise OSError(f"no {controller} cgroup")
+            d = os.path.join(CGROUP_ROOT, controller + own[controller].rstrip("/"), CGROUP_PREFIX + name)
+            os.makedirs(d, exist_ok=True)
+            made.append(d)
+            for fname, value in files.items():
+                if os.path.exists(os.path.join(d, fname)):
+                    _write(os.path.join(d, fname), str(value))
+        return made
+    except OSError:
+        remove_cgroups(made)
+        return []
+
+
+def remove_cgroups(dirs):
+    """Kill what is left in the cgroups and remove them."""
+    for d in dirs:
+        for _ in range(50):
+            try:
+                pids = open(os.path.join(d, "cgroup.procs")).read().split()
+            except OSError:
+                break
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            try:
+                os.rmdir(d)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def stale_cgroups():
+    """The course's cgroups under this process's own (left by kernels that are gone)."""
+    own, found = _own_cgroups(), []
+    bases = ([CGROUP_ROOT + own.get("", "/")] if os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
+             else [os.path.join(CGROUP_ROOT, c + own[c].rstrip("/")) for c in ("memory", "pids") if c in own])
+    for base in bases:
+        try:
+            found += [os.path.join(base, d) for d in os.listdir(base) if d.startswith(CGROUP_PREFIX)]
+        except OSError:
+            pass
+    return found
 
 
 def _split_args(argv):
@@ -99,10 +199,15 @@ def stage1(argv):
         os._exit(0)
     os.close(w)
     os.set_inheritable(r, True)
+    # One memory and process limit for everything the kernel starts; its children inherit it.
+    for d in cgroup_dirs(f"{os.environ.get('STEPLAB_SANDBOX_UID', 'x')}-{os.getpid()}"):
+        _write(os.path.join(d, "cgroup.procs"), str(os.getpid()))
+    # Own pid and IPC namespaces: when the kernel (pid 1 there) ends, every process it started
+    # and every SysV segment it made end with it; --kill-child ends it when the grader kills unshare.
     os.execvp(
         "unshare",
-        ["unshare", "--mount", "--propagation", "private",
-         sys.executable, os.path.abspath(__file__), "--inside", str(r)],
+        ["unshare", "--mount", "--propagation", "private", "--pid", "--ipc", "--fork", "--kill-child",
+         "--mount-proc", sys.executable, os.path.abspath(__file__), "--inside", str(r)],
     )
 
 
@@ -151,6 +256,7 @@ def stage2(fd):
     for h in hide:
         if not any(_under(h, t) for t in tmps):
             _mount("-o", "remount,ro", h)
+    _read_only_except(tmps)
 
     work, home = "/tmp/work", "/tmp/home"
     for d in (work, home):
@@ -200,12 +306,27 @@ def stage2(fd):
     )
 
 
+def _mount_points():
+    with open("/proc/self/mountinfo") as fh:
+        points = [line.split()[4] for line in fh]
+    return [p.encode().decode("unicode_escape") for p in points]
+
+
+def _read_only_except(writable):
+    """Every mount but the private tmpfs ones (and /proc, /sys) read-only: no world-writable host
+    directory (/run/lock, /var/crash, ...) is left for files that outlive the kernel."""
+    for point in _mount_points():
+        if point in writable or any(_under(point, w) for w in writable) or point.startswith(("/proc", "/sys")):
+            continue
+        subprocess.run(["mount", "-o", "remount,bind,ro", point], capture_output=True)
+
+
 def available():
     """Whether this machine can run the namespace sandbox (root, unshare, mount, setpriv)."""
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "mount", "setpriv")):
         return False
     probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private",
+        ["unshare", "--mount", "--propagation", "private", "--pid", "--ipc", "--fork", "--mount-proc",
          "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/mnt"],
         capture_output=True,
     )
