@@ -6,12 +6,14 @@ module: learner `solution` submits every source notebook (solutions and hidden t
 tests/grading_fixtures/ a broken or hostile set-1 notebook.
 """
 
+import atexit
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import nbformat
@@ -69,9 +71,8 @@ def _hostile():
     return names
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    course = str(tmp_path_factory.mktemp("grading") / "exercises")
+def _plant(course):
+    """A copy of the course at `course` with every learner's submissions; returns the victim's file."""
     shutil.copytree(COURSE, course, ignore=shutil.ignore_patterns(
         "gradebook.db", "autograded", "feedback", "submitted", "grades.csv", "grading_state.json", "__pycache__"))
     sub = os.path.join(course, "submitted")
@@ -94,16 +95,48 @@ def graded(tmp_path_factory):
         put(fixture, PS1, _inject(PS1, fixture + ".py"))
     put("corrupt", PS1, os.path.join(FIXTURES, "corrupt_notebook.txt"))
     put("wrong_name", PS1, _nb_path("source", PS1), filename="ps1_final_version.ipynb")
-    victim_bytes = open(victim_file, "rb").read()
+    return victim_file
 
-    t0 = time.time()
-    proc = subprocess.run(
-        [sys.executable, os.path.join(course, "bin", "grade.py"), "--course-dir", course,
-         "grade", "--cell-timeout", str(CELL_TIMEOUT)],
-        capture_output=True, text=True, timeout=1800, env={**os.environ, "STEPLAB_SANDBOX_MEMORY": str(MEMORY)})
-    elapsed = time.time() - t0
-    print(proc.stdout[-4000:], proc.stderr[-4000:], f"graded in {elapsed:.0f} s")
-    return {"course": course, "proc": proc, "victim_file": victim_file, "victim_bytes": victim_bytes}
+
+def _start_grading(course):
+    """Plant the submissions and start `grade.py grade` on them, without waiting."""
+    victim_file = _plant(course)
+    victim_bytes = open(victim_file, "rb").read()  # before any learner's code runs
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    args = [sys.executable, os.path.join(course, "bin", "grade.py"), "--course-dir", course,
+            "grade", "--cell-timeout", str(CELL_TIMEOUT)]
+    popen = subprocess.Popen(args, stdout=out, stderr=err, text=True,
+                             env={**os.environ, "STEPLAB_SANDBOX_MEMORY": str(MEMORY)})
+    atexit.register(lambda: popen.poll() is None and popen.kill())  # an aborted session leaves no grader
+    return {"course": course, "args": args, "popen": popen, "out": out, "err": err, "t0": time.time(),
+            "victim_file": victim_file, "victim_bytes": victim_bytes}
+
+
+_EARLY = {}  # the grading run that start_early() began
+
+
+def start_early():
+    """Called once collection is done (tests/suite_plan.py): the sandboxed grading of every
+    submission runs in the background while the notebooks run, and `graded` waits for it."""
+    root = tempfile.mkdtemp(prefix="steplab-grading-")
+    _EARLY.update(root=root, run=_start_grading(os.path.join(root, "exercises")))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    run = _EARLY.pop("run", None) or _start_grading(str(tmp_path_factory.mktemp("grading") / "exercises"))
+    try:
+        run["popen"].wait(timeout=1800)
+    except subprocess.TimeoutExpired:
+        run["popen"].kill()
+        run["popen"].wait()
+    run["out"].seek(0), run["err"].seek(0)
+    proc = subprocess.CompletedProcess(run["args"], run["popen"].returncode, run["out"].read(), run["err"].read())
+    print(proc.stdout[-4000:], proc.stderr[-4000:], f"graded in {time.time() - run['t0']:.0f} s after its start")
+    yield {"course": run["course"], "proc": proc, "victim_file": run["victim_file"],
+           "victim_bytes": run["victim_bytes"]}
+    if "root" in _EARLY:
+        shutil.rmtree(_EARLY.pop("root"), ignore_errors=True)
 
 
 def _scores(course):
