@@ -326,6 +326,8 @@ def problem_set_link(app, name: str) -> tuple[str, str] | None:
     title = f"Problem set {m.group(1)}: {m.group(2).replace('_', ' ')}" if m else name
     opts = app.config.html_theme_options
     repo = opts.get("repository_url", "").rstrip("/")
+    if not repo:  # no repository configured (book_ext/launch.py): name the file, link nothing
+        return title, ""
     branch = opts.get("repository_branch", "main")
     return title, f"{repo}/blob/{branch}/{rel}"
 
@@ -369,7 +371,11 @@ def overview_nodes(app, docname: str, node: companion_placeholder) -> list[nodes
             title, url = found
             para = nodes.paragraph(classes=["companion-overview-problems"])
             para += nodes.strong(text="Problem set: ")
-            para += nodes.reference("", title, refuri=url)
+            if url:
+                para += nodes.reference("", title, refuri=url)
+            else:
+                para += nodes.Text(f"{title}, ")
+                para += nodes.literal(text=f"exercises/release/{name}/")
             if "problem_sets" in env.all_docs:
                 para += nodes.Text(" (how to work on it: ")
                 para += _link(app, docname, "problem_sets", _title(env, "problem_sets"))

@@ -93,6 +93,8 @@ def test_problem_set_link(tmp_path):
     assert title == "Problem set 2: sgd minibatches"
     assert url == "https://github.com/o/r/blob/dev/exercises/release/ps2_sgd_minibatches/ps2_sgd_minibatches.ipynb"
     assert companion.problem_set_link(app, "ps9_missing") is None
+    app.config.html_theme_options = {}  # no repository configured: no link to a placeholder
+    assert companion.problem_set_link(app, "ps2_sgd_minibatches") == ("Problem set 2: sgd minibatches", "")
 
 
 def test_inline_json_cannot_close_its_script():
