@@ -18,11 +18,11 @@ export MKL_NUM_THREADS := 1
 
 install: $(STAMP)
 
-# Reinstall only when the dependencies change. The suite also drives JupyterLab (tests/test_lab.py).
+# Reinstall only when the dependencies change.
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e ".[course,book,test,lab]"
+		-c requirements/constraints.txt -e ".[course,book,test]"
 	touch $@
 
 book: $(STAMP)
