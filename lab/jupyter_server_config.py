@@ -1,6 +1,4 @@
 # JupyterLab as a learner meets it: `make lab` puts this folder on JUPYTER_CONFIG_PATH.
-import importlib.metadata
-
 c = get_config()  # noqa: F821 (Jupyter defines it when it loads this file)
 
 # The instructor tools (nbgrader) belong to `make instructor-lab`, not to a learner's lab.
@@ -12,8 +10,3 @@ c.ServerApp.jpserver_extensions = {
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 # Kernels talk to the server over local sockets instead of unencrypted TCP.
 c.KernelManager.transport = "ipc"
-# MathJax 3 for the skill checks (steplab.quiz), served at <base_url>static/mathjax/: JupyterLab's
-# own MathJax has no global typeset, and the lab must not fetch one from a CDN.
-c.ServerApp.extra_static_paths = [
-    str(importlib.metadata.distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static"))
-]

@@ -16,7 +16,7 @@ import pytest
 
 
 def _rank(item) -> int:
-    if item.get_closest_marker("site") or item.get_closest_marker("lab"):
+    if item.get_closest_marker("site"):
         return 3
     if item.get_closest_marker("grading"):
         return 2

@@ -433,24 +433,6 @@ def add_notes(csv_path, notes):
 
 # ---------------------------------------------------------------- check
 
-def cell_name(cells, i):
-    """A cell as the learner sees it: the function it defines, else the heading above it."""
-    match = re.search(r"^def (\w+)\(", cells[i].source, re.M)
-    if match:
-        return f"`{match.group(1)}`"
-    for cell in reversed(cells[:i]):
-        heading = re.search(r"^#+ +(.+)$", cell.source, re.M) if cell.cell_type == "markdown" else None
-        if heading:
-            return f"the cell under \"{heading.group(1).strip()}\""
-    return f"code cell {sum(c.cell_type == 'code' for c in cells[:i + 1])}"
-
-
-def error_text(error):
-    if error.ename == "NotImplementedError" and not error.evalue:
-        return "not implemented yet"
-    return f"{error.ename}: {error.evalue}"
-
-
 def check(path, cell_timeout=120):
     """Run a notebook; print one line per test cell; return the number of failures."""
     import nbformat
@@ -470,7 +452,7 @@ def check(path, cell_timeout=120):
             continue
         meta = cell.metadata.get("nbgrader", {})
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        label = meta.get("grade_id") if meta.get("grade") else cell_name(nb.cells, i)
+        label = meta.get("grade_id", f"cell {i}")
         if meta.get("grade") and not meta.get("solution"):
             pts = meta.get("points", 0)
             code = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
@@ -478,10 +460,10 @@ def check(path, cell_timeout=120):
                 print(f"HIDDEN  {label} ({pts} points): run by the grader on your submission")
                 continue
             print(f"{'FAIL' if errors else 'PASS'}  {label} ({pts} points)"
-                  + (f": {error_text(errors[0])}" if errors else ""))
+                  + (f": {errors[0].ename}: {errors[0].evalue}" if errors else ""))
             failures += bool(errors)
         elif errors:
-            print(f"FAIL  {label}: {error_text(errors[0])}")
+            print(f"FAIL  {label} raised {errors[0].ename}: {errors[0].evalue}")
             failures += 1
     print(f"{failures} failing cell(s)" if failures else "all visible tests pass")
     return failures
