@@ -137,7 +137,8 @@ def test_overview_pages_list_their_chapter(built_book):
             assert f'href="{name}.html"' in text, f"{doc} does not link to {lesson_doc}"
             assert f'data-companion-quiz="{lesson_doc}"' in text, f"{doc}: no skill-check status for {lesson_doc}"
         assert 'href="theory.html"' in text, f"{doc} does not link to its theory notebook"
-        assert "exercises/release/" in text, f"{doc} does not link to its problem set"
+        declared = ":problem-set:" in (ROOT / f"{doc}.md").read_text(encoding="utf-8")
+        assert ("exercises/release/" in text) == declared, f"{doc}: its problem set is shown only if declared"
 
 
 # --------------------------------------------------------------------------- notes
