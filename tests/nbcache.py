@@ -12,6 +12,8 @@ so the site build in the same run finds it executed and executes nothing.
   hash), so a notebook edited after the nbval run is executed again by the build.
 - Site tests run after the notebooks (tests/suite_plan.py), so the book is
   built from this run's executions.
+- The kernels get the environment the book build gives its own (the explorers'
+  web views embedded), so a cached notebook renders as a built one.
 
 With ``STEPLAB_SUITE_REPORT=path.json`` the plugin writes what the suite spent:
 the time per phase (notebooks, grading, site, unit tests) and which notebooks it
@@ -168,6 +170,11 @@ def cache_executed(run: NotebookRun) -> bool:
 
 def pytest_sessionstart(session):
     session.config._steplab_start = time.perf_counter()
+    # Kernels execute the notebooks as the book build does (book_ext/web_views.py sets the same
+    # variable for its kernels), so the cached outputs are the site's: web views embedded.
+    from steplab.explore.web import EMBED_ENV
+
+    os.environ[EMBED_ENV] = "embed"
 
 
 def pytest_sessionfinish(session, exitstatus):
