@@ -86,8 +86,10 @@ def set_install_cells(paths, url: str) -> list[Path]:
         if at is not None:
             if cells[at]["source"] == cell["source"]:
                 continue
+            cell["id"] = cells[at].get("id", "steplab-install")
             cells[at] = cell
         else:
+            cell["id"] = "steplab-install"  # nbformat 4.5: every cell has an id
             cells.insert(1 if cells and cells[0]["cell_type"] == "markdown" else 0, cell)
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         changed.append(path)

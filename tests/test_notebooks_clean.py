@@ -56,7 +56,12 @@ def problems(nb: dict) -> list[str]:
     ks = nb.get("metadata", {}).get("kernelspec")
     if ks != EXPECTED_KERNELSPEC:
         found.append(f"kernelspec is {ks!r}, expected {EXPECTED_KERNELSPEC!r}")
+    # JupyterLab stores 4.5 with cell ids: an older file shows as modified the moment it opens.
+    if (nb.get("nbformat", 0), nb.get("nbformat_minor", 0)) < (4, 5):
+        found.append(f"nbformat is {nb.get('nbformat')}.{nb.get('nbformat_minor')}, expected 4.5 with cell ids")
     for i, cell in enumerate(nb.get("cells", [])):
+        if "id" not in cell and nb.get("nbformat_minor", 0) >= 5:
+            found.append(f"cell {i} has no id")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
@@ -68,18 +73,21 @@ def problems(nb: dict) -> list[str]:
 
 def test_problems_detects_dirty_notebook():
     dirty = {
+        "nbformat": 4, "nbformat_minor": 5,
         "metadata": {"kernelspec": {"name": "myenv", "display_name": "x", "language": "python"}},
         "cells": [
-            {"cell_type": "markdown", "source": "x"},
-            {"cell_type": "code", "source": "1", "execution_count": 3, "outputs": [{"output_type": "stream"}]},
+            {"cell_type": "markdown", "source": "x", "id": "a"},
+            {"cell_type": "code", "source": "1", "execution_count": 3, "outputs": [{"output_type": "stream"}], "id": "b"},
         ],
     }
     msgs = problems(dirty)
     assert len(msgs) == 3
     assert "kernelspec" in msgs[0] and "output" in msgs[1] and "execution_count 3" in msgs[2]
-    clean = {"metadata": {"kernelspec": dict(EXPECTED_KERNELSPEC)},
-             "cells": [{"cell_type": "code", "source": "1", "execution_count": None, "outputs": []}]}
+    clean = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": dict(EXPECTED_KERNELSPEC)},
+             "cells": [{"cell_type": "code", "source": "1", "execution_count": None, "outputs": [], "id": "c"}]}
     assert problems(clean) == []
+    old = dict(clean, nbformat_minor=4)
+    assert problems(old) == ["nbformat is 4.4, expected 4.5 with cell ids"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS or [])
