@@ -13,6 +13,7 @@ untracked files that are not ignored. Notebooks under tests/ are fixtures
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -163,3 +164,14 @@ def test_explorer_static_views_are_displayed(path):
         if "_static(" not in last or last.endswith(";") or "=" in last.split("_static(")[0]:
             hidden.append(f"cell {k}: {last!r}")
     assert not hidden, f"{path}: static view not the cell's value: " + "; ".join(hidden)
+
+
+QUIZZES = sorted(ROOT.glob("chapters/*/*.quiz.json"))
+
+
+@pytest.mark.parametrize("path", QUIZZES, ids=lambda p: p.name)
+def test_quiz_math_has_no_html_tag_start(path):
+    """jupyterquiz puts question text into HTML: `<T` in a formula opens a tag and cuts the
+    formula (raw TeX on the page). Write `\\lt` instead."""
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"<[A-Za-z/!]", text), f"{path.name}: write \\lt for < before a letter"
