@@ -168,6 +168,11 @@ def cache_executed(run: NotebookRun) -> bool:
     return True
 
 
+def _shown(path: Path) -> str:
+    """A notebook's path relative to the repository, or as it is when it lives elsewhere."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def pytest_sessionstart(session):
     session.config._steplab_start = time.perf_counter()
     # Kernels execute the notebooks as the book build does (book_ext/web_views.py sets the same
@@ -186,7 +191,7 @@ def pytest_sessionfinish(session, exitstatus):
         "phase_seconds": _phase_seconds,
         "exitstatus": int(exitstatus),
         "notebooks": {
-            str(run.path.relative_to(ROOT)): {"seconds": run.seconds, "passed": run.ok, "cached": run.cached}
+            _shown(run.path): {"seconds": run.seconds, "passed": run.ok, "cached": run.cached}
             for run in _runs.values()
         },
     }

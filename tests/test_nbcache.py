@@ -73,7 +73,8 @@ def test_nbval_runs_fill_the_cache_the_book_reads(tmp_path):
     good_nb = _notebook(good, ["x = 6 * 7", "print(x)", "x"])
     _notebook(bad, ["y = 1", "raise ValueError('planted')"])
     cache_dir = tmp_path / "cache"
-    env = dict(os.environ, STEPLAB_EXECUTION_CACHE=str(cache_dir))
+    env = {k: v for k, v in os.environ.items() if k != "STEPLAB_SUITE_REPORT"}  # the parent's report
+    env["STEPLAB_EXECUTION_CACHE"] = str(cache_dir)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
          "-c", str(ROOT / "pyproject.toml"), "--confcutdir", str(tmp_path), "-p", "tests.nbcache",
