@@ -4,16 +4,7 @@ import numpy as np
 import pytest
 
 from steplab import diagnostics, optim
-
-
-def run(opt, params, grads):
-    state = opt.init(params)
-    out = []
-    for g in grads:
-        u, state = opt.update(g, state, params)
-        params = optim.apply_updates(params, u)
-        out.append(params)
-    return out
+from test_optim import run  # the one replay helper: the iterates along a gradient sequence
 
 
 def test_signsgd_moves_every_coordinate_by_lr():
