@@ -6,10 +6,13 @@ records the time per phase and every nbval execution; the site build's log
 (``_build/build.log``) says which notebooks the build executed itself. Prints
 the wall time, the time per phase, the ratio of the wall time to the phases'
 sum, and the executions per notebook (the goal is 1: nbval's, reused by the
-build through the execution cache).
+build through the execution cache). Then it runs ``make book`` once more and
+reports its wall time and how many notebooks it executed (the goal: none, in
+under 30 s).
 
     python benchmarks/suite_time.py                 # the whole suite, as `make test`
-    python benchmarks/suite_time.py --json out.json
+    python benchmarks/suite_time.py bash .ci/run    # CI's entry point (install included)
+    python benchmarks/suite_time.py --json out.json --no-book
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ def run_suite(command: list[str]) -> tuple[dict, float, int]:
         return json.loads(report_path.read_text()), wall, proc.returncode
 
 
+def time_book() -> dict:
+    """``make book`` after the suite: its wall time and the notebooks it executed itself."""
+    start = time.perf_counter()
+    proc = subprocess.run(["make", "book"], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    executed = build_executions(proc.stdout + proc.stderr)
+    return {"wall_seconds": wall, "exit": proc.returncode, "executed": sorted(executed)}
+
+
 def summarize(report: dict, wall: float) -> dict:
     log_path = ROOT / "_build" / "build.log"
     built = build_executions(log_path.read_text()) if log_path.exists() else collections.Counter()
@@ -71,6 +83,7 @@ def summarize(report: dict, wall: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--no-book", action="store_true", help="do not time `make book` after the suite")
     parser.add_argument("command", nargs="*", help="the suite command (default: make test)")
     args = parser.parse_args()
     report, wall, code = run_suite(args.command or ["make", "test"])
@@ -83,6 +96,11 @@ def main() -> int:
     for nb, info in summary["notebooks"].items():
         print(f"{nb:<58} {info['nbval']:>5} {info['build']:>5} {info['seconds']:6.1f}")
     print(f"most executions of one notebook: {summary['max_executions_per_notebook']}")
+    if not args.no_book:
+        summary["book_after_suite"] = book = time_book()
+        print(f"\nmake book afterwards: {book['wall_seconds']:.0f} s, exit {book['exit']}, "
+              f"{len(book['executed'])} notebook(s) executed {book['executed'] or ''}")
+        code = code or book["exit"]
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     return code
