@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from .base import check_int, check_lr, check_nonnegative, check_tree_match, check_unit_interval, tree_leaves
+from .._checks import check_int, check_lr, check_nonnegative, check_unit_interval
+from .._tree import check_tree_match, tree_leaves
 from .transforms import ScaleByAdamState, ScaleByLearningRateState, lr_at
 
 __all__ = ["FlatParams", "flat_params", "adamw_step_inplace"]
