@@ -103,3 +103,19 @@ def test_explorer_runs_record_their_steps_settings_and_divergence():
     plt.close("all")
     with pytest.raises(KeyError, match="no entry 'rate'"):
         r["rate"]
+
+
+@pytest.mark.parametrize("loop", ["svrg", "fedavg", "dp_sgd", "data_parallel"])
+def test_every_logged_loop_checks_its_divergence_factor(loop):
+    calls = {
+        "svrg": lambda f: finite_sum.svrg(_ls(), lr=0.05, budget=100, diverge_factor=f),
+        "fedavg": lambda f: distributed.simulate_fedavg(_ls(), [np.arange(20), np.arange(20, 40)], 2, local_steps=1,
+                                                        lr=0.05, diverge_factor=f),
+        "dp_sgd": lambda f: privacy.simulate_dp_sgd(_ls(), 2, batch_size=5, clip_norm=1.0, noise_multiplier=0.5,
+                                                    lr=0.05, diverge_factor=f),
+        "data_parallel": lambda f: distributed.simulate_data_parallel(_ls(), 2, n_workers=2, batch_size=4, lr=0.05,
+                                                                      diverge_factor=f),
+    }
+    with pytest.raises(ValueError, match="diverge_factor must be > 1, got 0.5"):
+        calls[loop](0.5)
+    assert not calls[loop](1e6).diverged

@@ -29,7 +29,6 @@ import numpy as np
 from ._checks import (
     DIVERGE_FACTOR,
     check_choice,
-    check_diverge_factor,
     check_finite_sum,
     check_int,
     check_lr,
@@ -72,7 +71,6 @@ def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_fac
     budget = check_int("budget", budget, low=1)
     batch_size = _check_batch_size(batch_size, n)
     log_every = n if log_every is None else check_int("log_every", log_every, low=1)
-    diverge_factor = check_diverge_factor(diverge_factor)
     theta = initial_params(problem, theta0, seed)
     return n, lr, budget, batch_size, theta, Logger(problem, method, log_every, diverge_factor=diverge_factor)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import DIVERGE_FACTOR, check_choice, check_int, divergence_limit, is_diverged
+from ._checks import DIVERGE_FACTOR, check_choice, check_diverge_factor, check_int, divergence_limit, is_diverged
 from ._tree import tree_all_finite, tree_map, tree_norm
 
 __all__ = ["Record", "History", "EvalHistory", "SimulationHistory", "Runs", "BatchScaling", "ExplorerRun", "Logger",
@@ -472,13 +472,21 @@ class Logger:
         self.problem, self.method, self.record = problem, method, record
         self.log_every = check_int("log_every", log_every, low=1)
         self.by = check_choice("by", by, ("evals", "steps"))
-        self.diverge_factor = diverge_factor
+        self.diverge_factor = check_diverge_factor(diverge_factor)
         self.minimizer = getattr(problem, "minimizer", None) if track_minimizer else None
         self.steps, self.evals, self.loss = [], [], []
         self.metrics: dict[str, list] = {}
         self.next_log = 0
         self.limit = None
         self.diverged_at = None
+
+    @classmethod
+    def simulation(cls, problem, method: str, log_every: int, diverge_factor: float = DIVERGE_FACTOR) -> "Logger":
+        """The logger of a simulated distributed or private run: it logs every ``log_every`` steps
+        (or rounds), returns a :class:`SimulationHistory` and tracks the distance to the problem's
+        minimizer when it has one."""
+        return cls(problem, method, log_every, by="steps", diverge_factor=diverge_factor, record=SimulationHistory,
+                   track_minimizer=True)
 
     def _due(self, steps: int, evals: int) -> bool:
         if self.by == "steps":
