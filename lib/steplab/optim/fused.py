@@ -134,7 +134,7 @@ def adamw_step_inplace(
 
 
 def _adamw_blocks(p, g, m, v, coefficients, block_size):
-    """The AdamW update of flat arrays in place, ``block_size`` entries at a time.
+    r"""The AdamW update of flat arrays in place, ``block_size`` entries at a time.
 
     Thirteen passes over a block, the fewest numpy ufuncs that write the step: the bias
     correction of the root is folded into ``eps`` and the step size,
