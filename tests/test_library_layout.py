@@ -59,3 +59,21 @@ def test_no_function_is_over_80_lines(path):
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(LIBRARY).as_posix())
 def test_no_module_imports_another_modules_private_names(path):
     assert _private_imports(path.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(LIBRARY).as_posix())
+def test_every_module_compiles_without_warnings(path):
+    # an invalid escape such as "\sigma" in a docstring that is not raw warns at compile time
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+def test_the_compile_check_catches_an_escape_in_a_plain_docstring():
+    import warnings
+
+    with warnings.catch_warnings(), pytest.raises((SyntaxError, DeprecationWarning, SyntaxWarning)):
+        warnings.simplefilter("error")
+        compile('def f():\n    """$\\sigma$"""\n', "m.py", "exec")
