@@ -321,7 +321,7 @@ def test_schedule_explorer_horizon_and_decay_sliders():
     w = explore.schedule_explorer(kind="wsd")
     assert not w.sliders["decay_fraction"].disabled
     w.sliders["steps"].value = 500
-    assert w.result["steps"] == 500 and w.result["lr"].size == 500
+    assert w.result.settings["steps"] == 500 and w.result["lr"].size == 500
     w.sliders["decay_fraction"].value = 0.5
     assert w.result["decay_fraction"] == 0.5
     assert w.result["lr"][249] == pytest.approx(w.result["peak_lr"]) and w.result["lr"][375] < w.result["peak_lr"]

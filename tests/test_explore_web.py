@@ -213,7 +213,7 @@ def test_batch_size_web_rows_are_batch_size_run():
     _close(row["dist"], fresh["distance2"].mean(axis=0)[row["td"]], digits=4)
     _close(row["noise"], fresh["noise"][row["tv"]], digits=4)
     _close(row["fx"], fresh["trajectories"][:, -1, 0], digits=4)
-    assert row["td"][0] == 0 and row["td"][-1] == fresh["steps"]
+    assert row["td"][0] == 0 and row["td"][-1] == fresh.settings["steps"]
     assert view.data_for(eta=1.2, batch_size=1)["note"].startswith("diverged at step")
 
 

@@ -411,8 +411,9 @@ def test_non_finite_gradients_pass_through_without_raising():
     assert optim.tree_all_finite({"a": np.ones(2)})
 
 
-def test_adamw_step_inplace_matches_the_pure_chain():
-    hyper = dict(beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.1)
+@pytest.mark.parametrize("weight_decay", [0.1, 0.0])
+def test_adamw_step_inplace_matches_the_pure_chain(weight_decay):
+    hyper = dict(beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=weight_decay)
     lr = optim.cosine(0.05, 4)
     params = {"W": nonzero((30, 7), 1), "b": nonzero(11, 2)}
     grads = [{"W": nonzero((30, 7), 10 + t), "b": nonzero(11, 20 + t)} for t in range(4)]

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from steplab import batching, distributed, finite_sum, linesearch, optim, privacy, records, run, vectorized  # noqa: E402
+from steplab import batching, distributed, explore, finite_sum, linesearch, optim, privacy, records, run, vectorized  # noqa: E402
 from steplab.problems import LeastSquares, Quadratic, ReddiCounterexample, make_least_squares  # noqa: E402
 
 
@@ -29,6 +29,12 @@ RECORDS = {
                                               noise_multiplier=0.5, lr=0.05),
     "sgd_runs": lambda: vectorized.sgd_runs(Quadratic([1.0, 0.1]), 0.5, 10, n_runs=3, record_every=3),
     "scale_batch": lambda: batching.bert_base_example(),
+    "explore step_size": lambda: explore.step_size_run(steps=20),
+    "explore momentum": lambda: explore.momentum_run(steps=20),
+    "explore batch_size": lambda: explore.batch_size_run(steps=20, seeds=3),
+    "explore adam": lambda: explore.adam_run(steps=20),
+    "explore adam reddi": lambda: explore.adam_run(problem="reddi", steps=20),
+    "explore schedule": lambda: explore.schedule_run(steps=40, warmup_steps=5, seeds=2),
 }
 
 
@@ -80,3 +86,36 @@ def test_batch_scaling_keeps_its_items():
     assert set(plan.keys()) >= {"lr", "steps", "speedup", "hours"}
     with pytest.raises(KeyError, match="no entry"):
         plan["loss_scale"]
+
+
+def test_explorer_runs_record_their_steps_settings_and_divergence():
+    r = explore.step_size_run(eta=2.1, kappa=10.0)
+    assert r.diverged and r.diverged_at == r.steps[-1] == r.n_steps
+    np.testing.assert_array_equal(r.steps, np.arange(r.diverged_at + 1))
+    assert r.meta["explorer"] == "step_size" and r.meta["eta"] == 2.1 and r.settings["steps"] == 100
+    reddi = explore.adam_run(problem="reddi", steps=9)
+    np.testing.assert_array_equal(reddi.steps, np.arange(1, 10))
+    stack = explore.batch_size_run(steps=12, seeds=3)
+    assert stack.loss.shape == (13, 3)
+    np.testing.assert_allclose(stack["loss"], stack.loss.mean(axis=1))
+    ax = stack.plot()
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), stack.loss.mean(axis=1))
+    plt.close("all")
+    with pytest.raises(KeyError, match="no entry 'rate'"):
+        r["rate"]
+
+
+@pytest.mark.parametrize("loop", ["svrg", "fedavg", "dp_sgd", "data_parallel"])
+def test_every_logged_loop_checks_its_divergence_factor(loop):
+    calls = {
+        "svrg": lambda f: finite_sum.svrg(_ls(), lr=0.05, budget=100, diverge_factor=f),
+        "fedavg": lambda f: distributed.simulate_fedavg(_ls(), [np.arange(20), np.arange(20, 40)], 2, local_steps=1,
+                                                        lr=0.05, diverge_factor=f),
+        "dp_sgd": lambda f: privacy.simulate_dp_sgd(_ls(), 2, batch_size=5, clip_norm=1.0, noise_multiplier=0.5,
+                                                    lr=0.05, diverge_factor=f),
+        "data_parallel": lambda f: distributed.simulate_data_parallel(_ls(), 2, n_workers=2, batch_size=4, lr=0.05,
+                                                                      diverge_factor=f),
+    }
+    with pytest.raises(ValueError, match="diverge_factor must be > 1, got 0.5"):
+        calls[loop](0.5)
+    assert not calls[loop](1e6).diverged

@@ -29,7 +29,6 @@ import numpy as np
 from ._checks import (
     DIVERGE_FACTOR,
     check_choice,
-    check_diverge_factor,
     check_finite_sum,
     check_int,
     check_lr,
@@ -72,12 +71,14 @@ def _setup(problem, lr, budget, batch_size, seed, theta0, log_every, diverge_fac
     budget = check_int("budget", budget, low=1)
     batch_size = _check_batch_size(batch_size, n)
     log_every = n if log_every is None else check_int("log_every", log_every, low=1)
-    diverge_factor = check_diverge_factor(diverge_factor)
     theta = initial_params(problem, theta0, seed)
     return n, lr, budget, batch_size, theta, Logger(problem, method, log_every, diverge_factor=diverge_factor)
 
 
-def _check_inner(m, n, batch_size):
+def _check_epochs(m, snapshot, n, batch_size) -> int:
+    """The inner steps per snapshot of SVRG and SARAH (default ``2n // batch_size``), after
+    checking ``m`` and the ``snapshot`` rule."""
+    check_choice("snapshot", snapshot, ("last", "random"))
     if m is None:
         return max(1, (2 * n) // batch_size)
     return check_int("m", m, low=1)
@@ -279,8 +280,7 @@ def svrg(
         problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, "SVRG",
         ("n", "value", "grad", "grad_batch"),
     )
-    m = _check_inner(m, n, b)
-    check_choice("snapshot", snapshot, ("last", "random"))
+    m = _check_epochs(m, snapshot, n, b)
     rng = make_rng(seed)
     evals = steps = 0
     ok = log(theta, steps, evals, force=True)
@@ -419,8 +419,7 @@ def sarah(
         problem, lr, budget, batch_size, seed, theta0, log_every, diverge_factor, "SARAH",
         ("n", "value", "grad", "grad_batch"),
     )
-    m = _check_inner(m, n, b)
-    check_choice("snapshot", snapshot, ("last", "random"))
+    m = _check_epochs(m, snapshot, n, b)
     rng = make_rng(seed)
     evals = steps = 0
     ok = log(theta, steps, evals, force=True)

@@ -152,8 +152,7 @@ def simulate_dp_sgd(
     check_nonnegative("noise_multiplier", noise_multiplier)
     theta = initial_params(problem, theta0, seed)
     step_fn = Stepper(theta, lr, optimizer)
-    log = Logger(problem, f"DP-SGD (C={clip_norm:g}, sigma={noise_multiplier:g})", log_every, by="steps", diverge_factor=diverge_factor,
-                 record=SimulationHistory, track_minimizer=True)
+    log = Logger.simulation(problem, f"DP-SGD (C={clip_norm:g}, sigma={noise_multiplier:g})", log_every, diverge_factor)
     used = [] if keep_batches else None
     evals = 0
     log(theta, 0, evals, force=True)

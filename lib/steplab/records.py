@@ -16,7 +16,8 @@ Every record has
 Members: :class:`History` (:func:`steplab.run.minimize`), :class:`EvalHistory`
 (:mod:`steplab.finite_sum`), :class:`SimulationHistory` (:mod:`steplab.distributed`,
 :mod:`steplab.privacy`), :class:`Runs` (:func:`steplab.vectorized.sgd_runs`) and
-:class:`BatchScaling` (:func:`steplab.batching.scale_batch`). :class:`Logger` is the one
+:class:`BatchScaling` (:func:`steplab.batching.scale_batch`) and :class:`ExplorerRun` (the
+``*_run`` functions of :mod:`steplab.explore`). :class:`Logger` is the one
 logger of the loops that log the full objective every so often.
 
 Reference: Bottou, Curtis and Nocedal, "Optimization Methods for Large-Scale Machine
@@ -30,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import DIVERGE_FACTOR, check_choice, check_int, divergence_limit, is_diverged
+from ._checks import DIVERGE_FACTOR, check_choice, check_diverge_factor, check_int, divergence_limit, is_diverged
 from ._tree import tree_all_finite, tree_map, tree_norm
 
-__all__ = ["Record", "History", "EvalHistory", "SimulationHistory", "Runs", "BatchScaling", "Logger",
+__all__ = ["Record", "History", "EvalHistory", "SimulationHistory", "Runs", "BatchScaling", "ExplorerRun", "Logger",
            "stack_trajectory"]
 
 
@@ -387,6 +388,76 @@ class BatchScaling(Record):
         return ax
 
 
+class ExplorerRun(Record):
+    r"""One setting of an explorer (:mod:`steplab.explore`): what its ``*_run`` function computed.
+
+    Attributes:
+        explorer: the explorer's name (``"step_size"``, ``"batch_size"``, ...).
+        settings: the run's arguments after checking, by name (the step budget is
+            ``settings["steps"]``).
+        steps: the steps $t$ at which ``loss`` was recorded (``0, ..., T'``, or ``1, ..., T'``
+            for an online loss), an integer array.
+        loss: one entry per step, or one row per step and one column per run for a stack of
+            runs (as :class:`Runs`).
+        values: the explorer's other results by name (trajectories, rates, metrics).
+        diverged_at: the step at which the run (some run of a stack) diverged and stopped, or
+            ``None``.
+        fp_warnings: the numpy floating-point errors met, in the order first seen.
+
+    ``record[name]`` is a setting, a value, ``steps``, ``diverged_at``, ``fp_warnings`` or ``loss``
+    (the mean over runs for a stack, as :class:`Runs`); ``meta`` is the explorer's name and the
+    settings; ``plot`` draws the (mean) loss against the step.
+    """
+
+    def __init__(self, explorer: str, settings: dict, loss, values: dict, *, steps=None,
+                 diverged_at: int | None = None, fp_warnings=(), first_step: int = 0):
+        self.explorer = explorer
+        self.settings = dict(settings)
+        self.loss = np.asarray(loss, dtype=np.float64)
+        if steps is None:
+            steps = np.arange(first_step, first_step + self.loss.shape[0])
+        self.steps = np.asarray(steps, dtype=np.int64)
+        if self.loss.shape[:1] != self.steps.shape:
+            raise ValueError(f"loss must have one row per step ({self.steps.size}), got shape {self.loss.shape}")
+        self.values = dict(values)
+        self.diverged_at = None if diverged_at is None else int(diverged_at)
+        self.fp_warnings = list(fp_warnings)
+        clash = set(self.settings) & set(self.values)
+        if clash:
+            raise ValueError(f"values must not repeat the settings, got {sorted(clash)} in both")
+
+    @property
+    def method(self) -> str:
+        return self.explorer
+
+    @property
+    def meta(self) -> dict:
+        return {"explorer": self.explorer, **self.settings}
+
+    def keys(self) -> list[str]:
+        """Every name ``record[name]`` answers."""
+        return ["steps", "loss", "diverged_at", "fp_warnings", *self.settings, *self.values]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.keys()
+
+    def __getitem__(self, key: str):
+        if key == "loss":
+            return self.loss.mean(axis=1) if self.loss.ndim == 2 else self.loss
+        if key in ("steps", "diverged_at", "fp_warnings"):
+            return getattr(self, key)
+        if key in self.settings:
+            return self.settings[key]
+        if key in self.values:
+            return self.values[key]
+        raise KeyError(f"no entry {key!r}; this {self.explorer} run has {self.keys()}")
+
+    def __repr__(self) -> str:
+        status = f"diverged at {self.diverged_at}" if self.diverged else "finished"
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.settings.items() if np.ndim(v) == 0)
+        return f"ExplorerRun({self.explorer}: {settings}; {status})"
+
+
 class Logger:
     r"""Logs the full objective every ``log_every`` gradient evaluations (``by="evals"``) or steps
     (``by="steps"``), and watches for divergence.
@@ -401,13 +472,21 @@ class Logger:
         self.problem, self.method, self.record = problem, method, record
         self.log_every = check_int("log_every", log_every, low=1)
         self.by = check_choice("by", by, ("evals", "steps"))
-        self.diverge_factor = diverge_factor
+        self.diverge_factor = check_diverge_factor(diverge_factor)
         self.minimizer = getattr(problem, "minimizer", None) if track_minimizer else None
         self.steps, self.evals, self.loss = [], [], []
         self.metrics: dict[str, list] = {}
         self.next_log = 0
         self.limit = None
         self.diverged_at = None
+
+    @classmethod
+    def simulation(cls, problem, method: str, log_every: int, diverge_factor: float = DIVERGE_FACTOR) -> "Logger":
+        """The logger of a simulated distributed or private run: it logs every ``log_every`` steps
+        (or rounds), returns a :class:`SimulationHistory` and tracks the distance to the problem's
+        minimizer when it has one."""
+        return cls(problem, method, log_every, by="steps", diverge_factor=diverge_factor, record=SimulationHistory,
+                   track_minimizer=True)
 
     def _due(self, steps: int, evals: int) -> bool:
         if self.by == "steps":

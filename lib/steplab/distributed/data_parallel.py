@@ -185,8 +185,7 @@ def simulate_data_parallel(
     theta = initial_params(problem, theta0, seed)
     step_fn = Stepper(theta, lr, optimizer)
     residuals = [np.zeros(tree_flatten(theta).size) for _ in range(n_workers)] if error_feedback else None
-    log = Logger(problem, f"data-parallel SGD (K={n_workers}, b={batch_size})", log_every, by="steps",
-                 diverge_factor=diverge_factor, record=SimulationHistory, track_minimizer=True)
+    log = Logger.simulation(problem, f"data-parallel SGD (K={n_workers}, b={batch_size})", log_every, diverge_factor)
     used = [] if keep_batches else None
     theta = _steps(problem, theta, steps, draw, n_micro, compressor, residuals, rng, step_fn, log, used)
     return log.history(theta, batches=used)

@@ -122,8 +122,7 @@ def _local_rounds(problem, clients, rounds, *, local_steps, lr, batch_size, mu, 
     theta = initial_params(problem, theta0, seed)
     server_state = server_optimizer.init(theta) if server_optimizer is not None else None
     n_active = max(1, int(round(client_fraction * len(clients))))
-    log = Logger(problem, method, log_every, by="steps", diverge_factor=diverge_factor,
-                 record=SimulationHistory, track_minimizer=True)
+    log = Logger.simulation(problem, method, log_every, diverge_factor)
     used = [] if keep_batches else None
     evals = 0
     drift = shift = float("nan")  # no local training has happened at round 0

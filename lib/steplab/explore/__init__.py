@@ -2,8 +2,9 @@ r"""Interactive explorers: sliders wired to a pure computation, one figure redra
 
 For each explorer NAME in ``step_size``, ``batch_size``, ``momentum``, ``adam``, ``schedule``:
 
-* ``NAME_run(**settings) -> dict``: the computation for one setting (trajectory, losses,
-  metrics, ``diverged_at`` or None, ``fp_warnings``); pure numpy, no plotting.
+* ``NAME_run(**settings) -> ExplorerRun``: the computation for one setting, a run record of
+  :mod:`steplab.records` (``steps``, ``loss``, ``diverged_at`` or None, ``fp_warnings``,
+  ``settings``, and the trajectories and metrics by name: ``run["trajectory"]``); pure numpy.
 * ``NAME_explorer(**initial) -> ipywidgets.VBox``: the controls, the figure (a PNG image
   redrawn in place, no ipympl needed) and a metrics table. The returned box carries
   ``sliders`` (name -> control: set ``.value`` to move it), ``figure``, ``image``,

@@ -92,13 +92,13 @@ def metrics_table(rows: list[tuple[str, str]], note: str | None = None) -> str:
     return out
 
 
-def status_note(result: dict) -> str | None:
-    """The warning line: divergence and any floating-point trouble met during the run."""
+def status_note(result) -> str | None:
+    """The warning line of an explorer's run record: divergence and any floating-point trouble met."""
     parts = []
-    if result.get("diverged_at") is not None:
-        parts.append(f"diverged at step {result['diverged_at']}")
-    if result.get("fp_warnings"):
-        parts.append("numpy reported: " + ", ".join(result["fp_warnings"]))
+    if result.diverged_at is not None:
+        parts.append(f"diverged at step {result.diverged_at}")
+    if result.fp_warnings:
+        parts.append("numpy reported: " + ", ".join(result.fp_warnings))
     return "; ".join(parts) or None
 
 
@@ -195,7 +195,7 @@ def make_explorer(controls: dict, compute: Callable, view, dpi: int = 80, on_cha
 
     Returns an ``ipywidgets.VBox`` (controls on top, the figure as a PNG image, the metrics
     below) carrying the attributes ``sliders`` (name -> control), ``figure``, ``view``,
-    ``image``, ``metrics`` (an HTML widget), ``result`` (the latest dict from ``compute``),
+    ``image``, ``metrics`` (an HTML widget), ``result`` (the latest record from ``compute``),
     ``draw_count``, ``redraw()`` and ``hold()`` (a context manager: change several controls,
     redraw once).
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import optim
 from ..problems import Quadratic, ReddiCounterexample
+from ..records import ExplorerRun
 from ._widget import (
     check_bool,
     check_choice,
@@ -49,7 +50,7 @@ def adam_run(
     amsgrad: bool = False,
     problem: str = "badly_scaled",
     steps: int | None = None,
-) -> dict:
+) -> ExplorerRun:
     r"""Adam, $\theta_{t+1} = \theta_t - \eta_t\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)$, built from
     ``steplab.optim.scale_by_adam(beta1, beta2, eps, amsgrad, bias_correction)``.
 
@@ -73,8 +74,9 @@ def adam_run(
         steps: number of steps (default 200 or 600).
 
     Returns:
-        dict with ``trajectory`` ``(T'+1, d)``, ``loss`` (the objective; for Reddi the online
-        loss $f_t(x_t)$), ``effective_step`` ``(T', d)``, and for ``badly_scaled``
+        an :class:`~steplab.records.ExplorerRun` with ``loss`` (the objective at the steps
+        ``0, ..., T'``; for Reddi the online loss $f_t(x_t)$ at the rounds ``1, ..., T``) and the
+        values ``trajectory`` ``(T'+1, d)``, ``effective_step`` ``(T', d)``, and for ``badly_scaled``
         ``gd_trajectory``, ``gd_loss``, ``final_distance``; for ``reddi`` ``average_regret``
         $R_t/t$ and ``final_x``; plus ``diverged_at``, ``fp_warnings``.
 
@@ -89,18 +91,20 @@ def adam_run(
     problem = check_choice("problem", problem, PROBLEMS)
     steps = _STEPS[problem] if steps is None else check_int("steps", steps, low=1)
     adam = optim.scale_by_adam(beta1=beta1, beta2=beta2, eps=eps, amsgrad=amsgrad, bias_correction=bias_correction)
-    out = {
+    settings = {
         "eta": eta, "beta1": beta1, "beta2": beta2, "eps": eps,
         "bias_correction": bias_correction, "amsgrad": amsgrad, "problem": problem, "steps": steps,
     }
     hyper = dict(beta2=beta2, eps=eps, bias_correction=bias_correction, amsgrad=amsgrad)
     with floating_point_log() as fp:
         if problem == "badly_scaled":
-            out.update(_run_scaled(adam, eta, steps, hyper))
+            values = _run_scaled(adam, eta, steps, hyper)
         else:
-            out.update(_run_reddi(adam, eta, steps, hyper))
-    out["fp_warnings"] = fp
-    return out
+            values = _run_reddi(adam, eta, steps, hyper)
+    loss, diverged_at = values.pop("loss"), values.pop("diverged_at")
+    # The Reddi loss is the online loss f_t(x_t) of the rounds t = 1, ..., T.
+    return ExplorerRun("adam", settings, loss, values, diverged_at=diverged_at, fp_warnings=fp,
+                       first_step=1 if problem == "reddi" else 0)
 
 
 def _effective_step(state, lr, beta2, eps, bias_correction, amsgrad):
@@ -267,8 +271,8 @@ class _AdamView:
     def update(self, r) -> bool:
         changed = r["problem"] != self._problem
         if changed:
-            self._layout(r["problem"], r["steps"])
-        changed |= set_limits(self.ax_step, "x", (0, r["steps"]))
+            self._layout(r["problem"], r.settings["steps"])
+        changed |= set_limits(self.ax_step, "x", (0, r.settings["steps"]))
         traj = r["trajectory"]
         eff = r["effective_step"]
         t = np.arange(1, eff.shape[0] + 1)

@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..problems import LeastSquares
+from ..records import ExplorerRun
 from ._widget import (
     check_float,
     check_int,
@@ -85,7 +86,8 @@ def noise_ball(problem: LeastSquares, eta: float, batch_size: int):
     return 0.5 * (C + C.T), radius
 
 
-def batch_size_run(eta: float = 0.3, batch_size: int = 1, steps: int = 150, seeds: int = 40, seed: int = 0) -> dict:
+def batch_size_run(eta: float = 0.3, batch_size: int = 1, steps: int = 150, seeds: int = 40,
+                   seed: int = 0) -> ExplorerRun:
     r"""``seeds`` independent runs of minibatch SGD $\theta_{t+1} = \theta_t - \eta g_t$,
     $g_t = \tfrac1B\sum_{j=1}^B \nabla f_{i_j}(\theta_t)$, on :func:`batch_size_problem`,
     advanced together as one stack; all start at $\theta^\star + (-2, 2)$.
@@ -102,82 +104,90 @@ def batch_size_run(eta: float = 0.3, batch_size: int = 1, steps: int = 150, seed
         seed: seed of ``np.random.default_rng`` (all runs draw from it).
 
     Returns:
-        dict with ``trajectories`` ``(S, T'+1, 2)``, ``loss`` ``(S, T'+1)``, ``distance2``
-        $\|\theta_t - \theta^\star\|^2$ ``(S, T'+1)``, ``noise`` $\|g_t - \nabla f(\theta_t)\|^2$
-        averaged over runs ``(T',)``, ``sigma2`` $\sigma^2(\theta_t)$ averaged ``(T',)``,
-        ``variance_ratio`` $= \sum_t \text{noise}_t / \sum_t \text{sigma2}_t$ (theory $1/B$),
-        ``ball`` (the covariance of :func:`noise_ball`, or None), ``ms_radius``,
-        ``ball_predicted`` $\mathrm{tr}\,C_\infty$, ``ball_measured`` (mean of
-        $\|\theta_t - \theta^\star\|^2$ over the runs and the last half of the steps; NaN if
-        diverged), ``diverged_at`` (first step where some run's loss exceeds $10^3 f(\theta_0)$;
-        the runs stop there), ``fp_warnings``.
+        an :class:`~steplab.records.ExplorerRun` with ``loss`` ``(T'+1, S)`` (one column per
+        run; ``run["loss"]`` is the mean over runs) and the values ``trajectories``
+        ``(S, T'+1, 2)``, ``distance2`` $\|\theta_t - \theta^\star\|^2$ ``(S, T'+1)``, ``noise``
+        $\|g_t - \nabla f(\theta_t)\|^2$ averaged over runs ``(T',)``, ``sigma2``
+        $\sigma^2(\theta_t)$ averaged ``(T',)``, ``variance_ratio``
+        $= \sum_t \text{noise}_t / \sum_t \text{sigma2}_t$ (theory $1/B$), ``ball`` (the
+        covariance of :func:`noise_ball`, or None), ``ms_radius``, ``ball_predicted``
+        $\mathrm{tr}\,C_\infty$, ``ball_measured`` (mean of $\|\theta_t - \theta^\star\|^2$
+        over the runs and the last half of the steps; NaN if diverged), ``minimizer``,
+        ``f_star``; ``diverged_at`` (the first step at which some run's loss diverged by the
+        library's rule; the runs stop there) and ``fp_warnings``.
     """
     eta = check_float("eta", eta, low=0.0, low_open=True)
     batch_size = check_int("batch_size", batch_size, low=1)
     steps = check_int("steps", steps, low=2)
     seeds = check_int("seeds", seeds, low=2)
     problem = batch_size_problem()
+    if batch_size > problem.n:
+        raise ValueError(f"batch_size must be <= n={problem.n}, got {batch_size}")
+    moments = _moments(problem)
+    with floating_point_log() as fp:
+        errors, grads = _simulate(moments, eta, batch_size, steps, seeds, np.random.default_rng(seed))
+        loss = moments["f_star"] + 0.5 * np.einsum("tsi,ij,tsj->ts", errors, moments["H"], errors)
+        diverged_at = first_divergence(loss.max(axis=1), loss[0, 0])
+        end = steps if diverged_at is None else diverged_at
+        values = _noise_measurements(moments, errors[: end + 1], grads[:end])
+        distance2 = values["distance2"]
+        C, radius = noise_ball(problem, eta, batch_size)
+    values.update(
+        minimizer=moments["minimizer"].copy(), f_star=problem.f_star, ball=C, ms_radius=radius,
+        ball_predicted=float(np.trace(C)) if C is not None else float("inf"),
+        ball_measured=float(distance2[:, end // 2 :].mean()) if diverged_at is None else float("nan"),
+    )
+    settings = {"eta": eta, "batch_size": batch_size, "steps": steps, "seeds": seeds, "seed": seed}
+    return ExplorerRun("batch_size", settings, loss[: end + 1], values, diverged_at=diverged_at, fp_warnings=fp)
+
+
+def _moments(problem: LeastSquares) -> dict:
+    r"""What one SGD step on least squares needs, around the minimizer.
+
+    Least squares is exactly quadratic around $\theta^\star$: with $e = \theta - \theta^\star$ and
+    the residuals $\varepsilon_i = b_i - a_i^\top\theta^\star$, $f = f^\star + e^\top H e / 2$,
+    $\nabla f = H e$ and $\sigma^2(\theta) = e^\top P e - 2 q^\top e + s - \|H e\|^2$ with the moments
+    $P, q, s$ below; each step then costs $O(SB)$ instead of $O(Sn)$.
+    """
     A, b, n = problem.A, problem.b, problem.n
-    if batch_size > n:
-        raise ValueError(f"batch_size must be <= n={n}, got {batch_size}")
-    star = problem.minimizer
-    rng = np.random.default_rng(seed)
-    # Least squares is exactly quadratic around theta*: with e = theta - theta* and the
-    # residuals eps_i = b_i - a_i^T theta*, f = f* + e^T H e / 2, grad f = H e and
-    # sigma^2(theta) = e^T P e - 2 q^T e + s - |H e|^2, with the moments P, q, s below; each
-    # step then costs O(S B) instead of O(S n).
-    eps = b - A @ star
+    eps = b - A @ problem.minimizer
     sq_norms = np.sum(A * A, axis=1)
-    H = A.T @ A / n
-    P = (A * sq_norms[:, None]).T @ A / n
-    q = (eps * sq_norms) @ A / n
-    s0 = np.mean(eps * eps * sq_norms)
-    f_star = float(problem.f_star)
+    return {
+        "A": A, "eps": eps, "n": n, "minimizer": problem.minimizer, "f_star": float(problem.f_star), "H": A.T @ A / n,
+        "P": (A * sq_norms[:, None]).T @ A / n, "q": (eps * sq_norms) @ A / n, "s": np.mean(eps * eps * sq_norms),
+    }
+
+
+def _simulate(moments: dict, eta: float, batch_size: int, steps: int, seeds: int, rng):
+    """The errors $e_t$ ``(T+1, S, 2)`` and the minibatch gradients ``(T, S, 2)`` of the stack."""
+    idx = rng.integers(0, moments["n"], size=(steps, seeds, batch_size))
+    rows, targets = moments["A"][idx], moments["eps"][idx]
     e = np.tile(_OFFSET, (seeds, 1))
     errors = np.empty((steps + 1, seeds, 2))
     grads = np.empty((steps, seeds, 2))
-    idx = rng.integers(0, n, size=(steps, seeds, batch_size))
-    rows, targets = A[idx], eps[idx]
-    with floating_point_log() as fp:
-        errors[0] = e
-        for t in range(steps):
-            residual = (rows[t] @ e[:, :, None])[..., 0] - targets[t]
-            grads[t] = (residual[:, None, :] @ rows[t])[:, 0, :] / batch_size
-            e = e - eta * grads[t]
-            errors[t + 1] = e
-        loss = f_star + 0.5 * np.einsum("tsi,ij,tsj->st", errors, H, errors)
-        f0 = loss[0, 0]
-        diverged_at = first_divergence(loss.max(axis=0), f0)
-        end = steps if diverged_at is None else diverged_at
-        errors, grads, loss = errors[: end + 1], grads[:end], loss[:, : end + 1]
-        full = errors[:-1] @ H
-        noise = np.mean(np.sum((grads - full) ** 2, axis=2), axis=1)
-        e = errors[:-1]
-        sigma2 = np.mean(
-            np.einsum("tsi,ij,tsj->ts", e, P, e) - 2.0 * e @ q + s0 - np.sum(full * full, axis=2), axis=1
-        )
-        errors = errors.transpose(1, 0, 2)
-        thetas = errors + star
-        distance2 = np.sum(errors * errors, axis=2)
-        C, radius = noise_ball(problem, eta, batch_size)
+    errors[0] = e
+    for t in range(steps):
+        residual = (rows[t] @ e[:, :, None])[..., 0] - targets[t]
+        grads[t] = (residual[:, None, :] @ rows[t])[:, 0, :] / batch_size
+        e = e - eta * grads[t]
+        errors[t + 1] = e
+    return errors, grads
+
+
+def _noise_measurements(moments: dict, errors, grads) -> dict:
+    r"""The measured minibatch noise against $\sigma^2(\theta_t)$, and the runs' paths."""
+    full = errors[:-1] @ moments["H"]
+    noise = np.mean(np.sum((grads - full) ** 2, axis=2), axis=1)
+    e = errors[:-1]
+    P, q = moments["P"], moments["q"]
+    sigma2 = np.mean(np.einsum("tsi,ij,tsj->ts", e, P, e) - 2.0 * e @ q + moments["s"] - np.sum(full * full, axis=2), axis=1)
+    errors = errors.transpose(1, 0, 2)
     return {
-        "eta": eta,
-        "batch_size": batch_size,
-        "steps": steps,
-        "minimizer": star.copy(),
-        "f_star": problem.f_star,
-        "trajectories": thetas,
-        "loss": loss,
-        "distance2": distance2,
+        "trajectories": errors + moments["minimizer"],
+        "distance2": np.sum(errors * errors, axis=2),
         "noise": noise,
         "sigma2": sigma2,
         "variance_ratio": float(noise.sum() / sigma2.sum()),
-        "ball": C,
-        "ms_radius": radius,
-        "ball_predicted": float(np.trace(C)) if C is not None else float("inf"),
-        "ball_measured": float(distance2[:, end // 2 :].mean()) if diverged_at is None else float("nan"),
-        "diverged_at": diverged_at,
-        "fp_warnings": fp,
     }
 
 
@@ -260,12 +270,12 @@ class _BatchSizeView:
         t = np.arange(r["distance2"].shape[1])
         dist = r["distance2"].mean(axis=0)
         self.dist.set_data(t, dist)
-        self.ball_level.set_data([0, r["steps"]], [r["ball_predicted"]] * 2 if r["ball"] is not None else [np.nan] * 2)
+        self.ball_level.set_data([0, r.settings["steps"]], [r["ball_predicted"]] * 2 if r["ball"] is not None else [np.nan] * 2)
         tv = np.arange(r["noise"].size)
         self.noise.set_data(tv, r["noise"])
         self.theory.set_data(tv, r["sigma2"] / r["batch_size"])
-        changed = set_limits(self.ax_dist, "x", (0, r["steps"]))
-        changed |= set_limits(self.ax_var, "x", (0, r["steps"]))
+        changed = set_limits(self.ax_dist, "x", (0, r.settings["steps"]))
+        changed |= set_limits(self.ax_var, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_dist, "y", decade_limits([1e-4, 10.0 * dist[0]]))
         changed |= set_limits(self.ax_var, "y", decade_limits([1e-3, 30.0]))
         self.banner.set_text(f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "")

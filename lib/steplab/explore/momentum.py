@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import optim
 from ..problems import Quadratic
+from ..records import ExplorerRun
 from ._widget import (
     DIVERGE_FACTOR,
     check_bool,
@@ -116,7 +117,7 @@ def _run(problem, eta, beta, steps, start):
 
 def momentum_run(
     eta: float = 1.0, beta: float = 0.8, kappa: float = 25.0, steps: int = 100, theta0=_THETA0, with_gd: bool = True
-) -> dict:
+) -> ExplorerRun:
     r"""Heavy ball $\theta_{t+1} = \theta_t - \eta\nabla f(\theta_t) + \beta(\theta_t - \theta_{t-1})$
     on $f(\theta) = \tfrac12\theta^\top H\theta$, $H = \mathrm{diag}(1/\kappa, 1)$ ($L = 1$, so
     $\eta$ is in units of $1/L$), run with ``steplab.optim.sgd(lr=eta, momentum=beta)`` (the
@@ -131,7 +132,8 @@ def momentum_run(
         with_gd: also run plain GD for ``gd_loss`` (None when False).
 
     Returns:
-        dict with ``trajectory``, ``loss``, ``distance``, ``gd_loss`` (plain GD, the same
+        an :class:`~steplab.records.ExplorerRun` with ``loss`` at the steps ``0, ..., T'``
+        and the values ``trajectory``, ``distance``, ``gd_loss`` (plain GD, the same
         $\eta$, for comparison), ``rate_theory`` (:func:`heavy_ball_rate`), ``rate_gd``
         ($\max_i|1 - \eta\lambda_i|$), ``rate_measured`` (contraction of the distance over the
         second half of the run; a double root at the optimum adds a polynomial factor, so it approaches
@@ -154,16 +156,11 @@ def momentum_run(
         distance = np.linalg.norm(thetas - problem.minimizer, axis=1)
         rate_measured = tail_rate(distance)
     rate = float(heavy_ball_rate(eta, beta, problem.eigenvalues))
-    return {
-        "eta": eta,
-        "beta": beta,
-        "kappa": kappa,
+    values = {
         "L": problem.L,
         "mu": problem.mu,
         "eigenvalues": problem.eigenvalues.copy(),
-        "steps": steps,
         "trajectory": thetas,
-        "loss": loss,
         "gd_loss": gd_loss,
         "distance": distance,
         "rate_theory": rate,
@@ -171,9 +168,9 @@ def momentum_run(
         "rate_measured": rate_measured,
         "optimal": heavy_ball_optimal(problem.L, problem.mu),
         "stable": rate < 1.0,
-        "diverged_at": diverged_at,
-        "fp_warnings": fp,
     }
+    settings = {"eta": eta, "beta": beta, "kappa": kappa, "steps": steps, "theta0": start, "with_gd": gd_loss is not None}
+    return ExplorerRun("momentum", settings, loss, values, diverged_at=diverged_at, fp_warnings=fp)
 
 
 def momentum_metrics(r: dict) -> list[tuple[str, str]]:
@@ -266,7 +263,7 @@ class _MomentumView:
         self.gd.set_data(np.arange(r["gd_loss"].size), r["gd_loss"])
         self.point.set_data([r["eta"] * r["L"]], [r["beta"]])
         f0 = r["loss"][0]
-        changed |= set_limits(self.ax_loss, "x", (0, r["steps"]))
+        changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_loss, "y", decade_limits([f0 * 1e-14, f0 * DIVERGE_FACTOR * 10]))
         self.banner.set_text(f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "")
         if not self.live:

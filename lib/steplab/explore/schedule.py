@@ -8,6 +8,7 @@ import numpy as np
 
 from ..optim import schedules
 from ..problems import LeastSquares, make_least_squares
+from ..records import ExplorerRun
 from ._widget import (
     check_choice,
     check_float,
@@ -76,7 +77,7 @@ def make_schedule(kind: str, peak_lr: float, warmup_steps: int, total_steps: int
 def schedule_run(
     kind: str = "warmup_cosine", peak_lr: float = 0.3, warmup_steps: int = 30,
     steps: int = 300, batch_size: int = 8, seeds: int = 5, seed: int = 0, decay_fraction: float = 0.2,
-) -> dict:
+) -> ExplorerRun:
     r"""Minibatch SGD $\theta_{t+1} = \theta_t - \eta_t g_t$ with $\eta_t$ from
     :func:`make_schedule`, on least squares ($n = 500$, $d = 10$, label noise 1), ``seeds``
     runs at once from $\theta_0 = 0$, minibatches drawn with replacement from
@@ -90,7 +91,9 @@ def schedule_run(
         batch_size, seeds, seed: $B$, the number of runs, the seed.
 
     Returns:
-        dict with ``lr`` $(\eta_t)_{t<T}$, ``suboptimality`` $f(\theta_t) - f^\star$
+        an :class:`~steplab.records.ExplorerRun` with ``loss`` $f(\theta_t)$ ``(T'+1, S)`` (one
+        column per run; ``run["loss"]`` is the mean over runs) and the values ``f_star``, ``lr``
+        $(\eta_t)_{t<T}$, ``suboptimality`` $f(\theta_t) - f^\star$
         ``(S, T'+1)``, ``constant_suboptimality`` ``(S, T''+1)``, ``final`` and
         ``constant_final`` (mean over runs of the last 10% of the steps; NaN if diverged),
         ``diverged_at``, ``constant_diverged_at``, ``fp_warnings``.
@@ -104,15 +107,15 @@ def schedule_run(
         sub, div = _sgd(problem, lr, batch_size, seeds, seed)
         const_sub, const_div = _sgd(problem, np.full(steps, float(peak_lr)), batch_size, seeds, seed)
     tail = max(1, steps // 10)
-    return {
-        "kind": kind, "peak_lr": float(peak_lr), "warmup_steps": int(warmup_steps), "steps": steps,
-        "decay_fraction": float(decay_fraction),
-        "batch_size": batch_size, "lr": lr,
-        "suboptimality": sub, "constant_suboptimality": const_sub,
+    settings = {"kind": kind, "peak_lr": float(peak_lr), "warmup_steps": int(warmup_steps), "steps": steps,
+                "batch_size": batch_size, "seeds": seeds, "seed": seed, "decay_fraction": float(decay_fraction)}
+    values = {
+        "lr": lr, "f_star": float(problem.f_star), "suboptimality": sub, "constant_suboptimality": const_sub,
         "final": float(sub[:, -tail:].mean()) if div is None else float("nan"),
         "constant_final": float(const_sub[:, -tail:].mean()) if const_div is None else float("nan"),
-        "diverged_at": div, "constant_diverged_at": const_div, "fp_warnings": fp,
+        "constant_diverged_at": const_div,
     }
+    return ExplorerRun("schedule", settings, problem.f_star + sub.T, values, diverged_at=div, fp_warnings=fp)
 
 
 def _sgd(problem, lr, batch_size, seeds, seed):
@@ -179,7 +182,7 @@ class _ScheduleView:
         self.dynamic = [self.lr, *self.runs, self.mean, self.const, self.banner]
 
     def update(self, r) -> bool:
-        t = np.arange(r["steps"])
+        t = np.arange(r.settings["steps"])
         self.lr.set_data(t, r["lr"])
         sub = r["suboptimality"]
         for i, line in enumerate(self.runs):
@@ -190,8 +193,8 @@ class _ScheduleView:
         self.mean.set_data(np.arange(sub.shape[1]), sub.mean(axis=0))
         c = r["constant_suboptimality"]
         self.const.set_data(np.arange(c.shape[1]), c.mean(axis=0))
-        changed = set_limits(self.ax_lr, "x", (0, r["steps"]))
-        changed |= set_limits(self.ax_loss, "x", (0, r["steps"]))
+        changed = set_limits(self.ax_lr, "x", (0, r.settings["steps"]))
+        changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_lr, "y", (0.0, _nice_ceiling(max(r["peak_lr"], float(r["lr"].max())))))
         changed |= set_limits(self.ax_loss, "y", decade_limits([1e-4, 10.0 * sub[0, 0]]))
         notes = []
@@ -273,7 +276,7 @@ _WEB_POINTS = 61
 def _schedule_columns(r: dict) -> dict:
     from .web import thin
 
-    t = thin(r["steps"], _WEB_POINTS)
+    t = thin(r.settings["steps"], _WEB_POINTS)
     sub, const = r["suboptimality"].mean(axis=0), r["constant_suboptimality"].mean(axis=0)
     ts, tc = thin(sub.size, _WEB_POINTS), thin(const.size, _WEB_POINTS)
     notes = []
@@ -283,7 +286,7 @@ def _schedule_columns(r: dict) -> dict:
         notes.append(f"constant lr diverged at step {r['constant_diverged_at']}")
     return {
         "t": t, "lr": r["lr"][t], "ts": ts, "sub": sub[ts], "tc": tc, "const": const[tc],
-        "title": f"{r['kind']}, peak {r['peak_lr']:g}, T = {r['steps']}",
+        "title": f"{r['kind']}, peak {r['peak_lr']:g}, T = {r.settings['steps']}",
         "final_title": f"final f − f*: {fmt(r['final'], 3)} (constant {fmt(r['constant_final'], 3)})",
         "note": "; ".join(notes),
     }

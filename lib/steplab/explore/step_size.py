@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..problems import Quadratic
+from ..records import ExplorerRun
 from ._widget import (
     DIVERGE_FACTOR,
     check_float,
@@ -33,7 +34,7 @@ def _problem(kappa: float) -> Quadratic:
     return Quadratic.with_condition(kappa, dim=2, L=1.0, rotate=False)
 
 
-def step_size_run(eta: float = 1.9, kappa: float = 10.0, steps: int = 100, theta0=_THETA0) -> dict:
+def step_size_run(eta: float = 1.9, kappa: float = 10.0, steps: int = 100, theta0=_THETA0) -> ExplorerRun:
     r"""Gradient descent $\theta_{t+1} = \theta_t - \eta \nabla f(\theta_t)$ on
     $f(\theta) = \tfrac12 \theta^\top H \theta$, $H = \mathrm{diag}(1/\kappa, 1)$ (so $L = 1$ and
     $\eta$ is in units of $1/L$).
@@ -51,12 +52,12 @@ def step_size_run(eta: float = 1.9, kappa: float = 10.0, steps: int = 100, theta
         theta0: starting point, two finite numbers.
 
     Returns:
-        dict with ``trajectory`` ``(T'+1, 2)``, ``loss`` ``(T'+1,)`` (``T' = T`` unless the
-        run diverged), ``distance`` $\|\theta_t - \theta^\star\|$, ``eigenvalues``, ``L``,
+        an :class:`~steplab.records.ExplorerRun` with ``loss`` at the steps ``0, ..., T'``
+        (``T' = T`` unless the run diverged) and the values ``trajectory`` ``(T'+1, 2)``, ``distance`` $\|\theta_t - \theta^\star\|$, ``eigenvalues``, ``L``,
         ``rate_theory`` $\rho$, ``rate_measured`` (the contraction of the distance over the
         second half of the run), ``regime`` (``"converges"``, ``"oscillates"``, ``"diverges"``),
-        ``diverged_at`` (the first step whose loss exceeds $10^3 f(\theta_0)$, where the run
-        stops, or None), ``fp_warnings`` (numpy floating-point errors met, a list).
+        ``minimizer``; ``diverged_at`` (the first step whose loss diverged by the library's rule,
+        where the run stops, or None) and ``fp_warnings`` (numpy floating-point errors met).
 
     Reference: Nesterov, *Lectures on Convex Optimization*, 2nd ed., 2018, Section 1.2.3.
     """
@@ -90,22 +91,18 @@ def step_size_run(eta: float = 1.9, kappa: float = 10.0, steps: int = 100, theta
         regime = "oscillates"
     else:
         regime = "converges" if rate_theory < 1.0 else "diverges"
-    return {
-        "eta": eta,
-        "kappa": kappa,
+    values = {
         "L": problem.L,
         "eigenvalues": lam.copy(),
         "minimizer": problem.minimizer.copy(),
-        "steps": steps,
         "trajectory": thetas,
-        "loss": loss,
         "distance": distance,
         "rate_theory": rate_theory,
         "rate_measured": rate_measured,
         "regime": regime,
-        "diverged_at": diverged_at,
-        "fp_warnings": fp,
     }
+    settings = {"eta": eta, "kappa": kappa, "steps": steps, "theta0": start}
+    return ExplorerRun("step_size", settings, loss, values, diverged_at=diverged_at, fp_warnings=fp)
 
 
 def step_size_metrics(result: dict) -> list[tuple[str, str]]:
@@ -175,7 +172,7 @@ class _StepSizeView:
         bound = r["loss"][0] * r["rate_theory"] ** (2.0 * t)
         self.bound.set_data(t, bound)
         # Fixed axes for a given kappa: moves compare at a glance, and only the curves redraw.
-        changed |= set_limits(self.ax_loss, "x", (0, r["steps"]))
+        changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         f0 = r["loss"][0]
         changed |= set_limits(self.ax_loss, "y", decade_limits([f0 * 1e-14, f0 * DIVERGE_FACTOR * 10]))
         note = f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else ""

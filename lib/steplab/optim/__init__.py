@@ -7,22 +7,19 @@ r"""Optimizers as composable gradient transformations, in numpy.
 
 ``current_lr(state)`` reads the learning rate of the latest update, for logging.
 """
-from .base import (
-    EmptyState,
-    GradientTransformation,
-    Params,
-    Updates,
-    apply_updates,
-    chain,
+from .base import EmptyState, GradientTransformation, Updates, apply_updates, chain, identity
+from .._checks import (
     check_bool,
     check_int,
     check_lr,
     check_nonnegative,
     check_number,
     check_positive,
-    check_tree_match,
     check_unit_interval,
-    identity,
+)
+from .._tree import (
+    Params,
+    check_tree_match,
     tree_all_finite,
     tree_leaves,
     tree_map,

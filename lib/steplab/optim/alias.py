@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .base import (
-    GradientTransformation,
-    check_bool,
-    check_int,
-    check_lr,
-    check_nonnegative,
-    check_positive,
-    check_unit_interval,
-    chain,
-    identity,
-)
+from .base import GradientTransformation, chain, identity
+from .._checks import check_bool, check_int, check_lr, check_nonnegative, check_positive, check_unit_interval
 from .transforms import (
     add_decayed_weights,
     add_l2,

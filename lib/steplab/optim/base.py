@@ -23,26 +23,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .._checks import (  # noqa: F401  (re-exported: steplab.optim.check_* is the public name)
-    check_bool,
-    check_int,
-    check_lr,
-    check_nonnegative,
-    check_number,
-    check_positive,
-    check_unit_interval,
-    lr_at,
-)
-from .._tree import (  # noqa: F401  (re-exported: steplab.optim.tree_* is the public name)
-    Params,
-    check_tree_match,
-    tree_all_finite,
-    tree_copy,
-    tree_leaves,
-    tree_map,
-    tree_norm,
-    tree_zeros_like,
-)
+from .._tree import Params, check_tree_match, tree_map
+
 Updates = Params
 State = Any
 

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from .base import check_int, check_lr, check_nonnegative, check_tree_match, check_unit_interval, tree_leaves
+from .._checks import check_int, check_lr, check_nonnegative, check_unit_interval
+from .._tree import check_tree_match, tree_leaves
 from .transforms import ScaleByAdamState, ScaleByLearningRateState, lr_at
 
 __all__ = ["FlatParams", "flat_params", "adamw_step_inplace"]
@@ -29,6 +30,7 @@ class FlatParams(dict):
     """
 
     flat: np.ndarray
+    layout: tuple  # (key, shape) of every array, in the order of ``flat``
 
 
 def flat_params(tree: dict, dtype=None) -> FlatParams:
@@ -48,6 +50,7 @@ def flat_params(tree: dict, dtype=None) -> FlatParams:
         out[k] = flat[start : start + a.size].reshape(a.shape)
         start += a.size
     out.flat = flat
+    out.layout = tuple((k, a.shape) for k, a in zip(keys, arrays))
     return out
 
 
@@ -96,7 +99,8 @@ def adamw_step_inplace(
     eps = check_nonnegative("eps", eps)
     weight_decay = check_nonnegative("weight_decay", weight_decay)
     block_size = check_int("block_size", block_size, low=1)
-    check_tree_match(grads, params, name="grads")
+    if not (isinstance(grads, FlatParams) and isinstance(params, FlatParams) and grads.layout == params.layout):
+        check_tree_match(grads, params, name="grads")  # two flat dicts of one layout match by construction
     if getattr(state, "_fields", None) != ("adam", "decay", "lr"):
         raise ValueError("state must come from adamw(...).init or adamw_step_inplace")
     adam_state, lr_state = state.adam, state.lr
@@ -130,24 +134,30 @@ def adamw_step_inplace(
 
 
 def _adamw_blocks(p, g, m, v, coefficients, block_size):
-    """The AdamW update of flat arrays in place, ``block_size`` entries at a time."""
+    r"""The AdamW update of flat arrays in place, ``block_size`` entries at a time.
+
+    Thirteen passes over a block, the fewest numpy ufuncs that write the step: the bias
+    correction of the root is folded into ``eps`` and the step size,
+    $\eta_t \hat m / (\sqrt{v}\,c + \epsilon) = (\eta_t / c)\, \hat m / (\sqrt v + \epsilon / c)$.
+    """
     beta1, beta2, eps, step_size, root_correction, keep = coefficients
     g = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
     tmp = np.empty(min(block_size, p.size), dtype=p.dtype)
+    eps_scaled, scale = eps / root_correction, step_size / root_correction
     for start in range(0, p.size, block_size):
         s = slice(start, start + block_size)
         pb, gb, mb, vb, t = p[s], g[s], m[s], v[s], tmp[: min(block_size, p.size - start)]
-        np.subtract(gb, mb, out=t)  # m += (1 - beta1)(g - m)
-        t *= 1.0 - beta1
+        mb *= beta1  # m = beta1 m + (1 - beta1) g
+        np.multiply(gb, 1.0 - beta1, out=t)
         mb += t
-        np.multiply(gb, gb, out=t)  # v += (1 - beta2)(g^2 - v)
-        t -= vb
+        vb *= beta2  # v = beta2 v + (1 - beta2) g^2
+        np.square(gb, out=t)
         t *= 1.0 - beta2
         vb += t
-        np.sqrt(vb, out=t)  # denominator sqrt(v_hat) + eps
-        t *= root_correction
-        t += eps
+        np.sqrt(vb, out=t)  # the step (eta_t / c) m_hat / (sqrt(v) + eps / c)
+        t += eps_scaled
         np.divide(mb, t, out=t)
-        t *= step_size
-        pb *= keep
+        t *= scale
+        if keep != 1.0:  # decoupled weight decay
+            pb *= keep
         pb -= t

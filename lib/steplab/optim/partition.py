@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import GradientTransformation, check_tree_match
+from .base import GradientTransformation
+from .._tree import check_tree_match
 
 
 def partition(transforms: dict, label_fn: Callable[[str], str]) -> GradientTransformation:

@@ -45,17 +45,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .base import (
-    GradientTransformation,
-    Params,
-    check_int,
-    check_nonnegative,
-    check_positive,
-    check_tree_match,
-    check_unit_interval,
-    identity,
-    tree_map,
-)
+from .base import GradientTransformation, identity
+from .._checks import check_int, check_nonnegative, check_positive, check_unit_interval
+from .._tree import Params, check_tree_match, tree_map
 from .transforms import scale_by_rms
 
 __all__ = ["ScheduleFreeState", "schedule_free_sgd", "schedule_free_adamw", "schedule_free_eval_params"]

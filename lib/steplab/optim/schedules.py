@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .base import check_int, check_nonnegative, check_number, check_positive
+from .._checks import check_int, check_nonnegative, check_number, check_positive
 
 
 class Schedule:

@@ -9,18 +9,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import (
-    EmptyState,
-    GradientTransformation,
-    Params,
-    chain,
-    check_int,
-    check_lr,
-    check_nonnegative,
-    check_unit_interval,
-    tree_map,
-    tree_zeros_like,
-)
+from .base import EmptyState, GradientTransformation, chain
+from .._checks import check_int, check_lr, check_nonnegative, check_unit_interval
+from .._tree import Params, tree_map, tree_zeros_like
 from .transforms import add_decayed_weights, add_l2, ema, scale_by_learning_rate
 
 

@@ -13,23 +13,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .base import (
-    EmptyState,
-    GradientTransformation,
-    Params,
+from .base import EmptyState, GradientTransformation
+from .._checks import (
     check_bool,
     check_int,
     check_lr,
     check_nonnegative,
     check_number,
     check_positive,
-    check_tree_match,
     check_unit_interval,
     lr_at,
-    tree_map,
-    tree_norm,
-    tree_zeros_like,
 )
+from .._tree import Params, check_tree_match, tree_map, tree_norm, tree_zeros_like
 
 _NEEDS_PARAMS = "{name} needs the parameters: call update(grads, state, params)"
 

@@ -206,14 +206,16 @@ class MLP(FiniteSumProblem):
     def _penalty(self, p):
         return 0.5 * self.l2 * (np.sum(p["W1"] ** 2) + np.sum(p["W2"] ** 2))
 
-    def _loss(self, p, idx):
+    def _example_losses(self, p, idx):
+        """The data terms of the examples ``idx`` (cross-entropy or half squared error), no penalty."""
         X, Y = self._data(idx, p["W1"].dtype)
         Z2 = self._forward(p, X)[2]
         if self.task == "classification":
-            per = -np.sum(log_softmax(Z2) * Y, axis=1)
-        else:
-            per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
-        return float(np.mean(per) + self._penalty(p))
+            return -np.sum(log_softmax(Z2) * Y, axis=1)
+        return 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
+
+    def _loss(self, p, idx):
+        return float(np.mean(self._example_losses(p, idx)) + self._penalty(p))
 
     def _backprop(self, p, idx):
         X, Y = self._data(idx, p["W1"].dtype)
@@ -311,13 +313,7 @@ class MLP(FiniteSumProblem):
         their mean is ``value_batch(theta, idx)``."""
         p, _ = self._check_params(theta)
         idx = self._check_idx(idx)
-        X, Y = self._data(idx, p["W1"].dtype)
-        Z2 = self._forward(p, X)[2]
-        if self.task == "classification":
-            per = -np.sum(log_softmax(Z2) * Y, axis=1)
-        else:
-            per = 0.5 * np.sum((Z2 - Y) ** 2, axis=1)
-        return np.asarray(per + self._penalty(p), dtype=np.float64)
+        return np.asarray(self._example_losses(p, idx) + self._penalty(p), dtype=np.float64)
 
     def predict(self, theta, X=None):
         """Class predictions (classification) or outputs ``(m, o)`` (regression)."""
