@@ -152,7 +152,7 @@ def _sgd_runs(*args, noise_std=0.0, **kwargs):
     return _orig(*args, noise_std=noise_std * 2 ** 0.5, **kwargs)
 _r.sgd_runs = _sgd_runs
 """,
-        "strongly convex: E|theta_t - theta*|^2 <= max(t0 e_0, 4 sigma^2/mu^2)",
+        "noise ball at eta = 0.5: plateau = sum_i eta sigma^2/d / (lambda_i (2 - eta lambda_i))",
     ),
     Planted(
         f"{CH2}/04_core_theory_2.ipynb",
