@@ -296,7 +296,7 @@ def test_web_views_are_named_and_move_from_the_keyboard(docname, server, browser
                 assert ring["visible"] and ring["style"] != "none" and ring["width"] >= 2, f"{v['explorer']}: {p['name']} focus not visible: {ring}"
                 before = page.evaluate("([id, n]) => document.getElementById(id).vegaView.signal(n)", [v["id"], p["name"]])
                 page.keyboard.press(page.evaluate(_KEY_JS, [v["id"], p["name"]]))
-                page.evaluate("id => document.getElementById(id).vegaView.runAsync()", v["id"])
+                page.evaluate("async id => { await document.getElementById(id).vegaView.runAsync(); }", v["id"])
                 after = page.evaluate("([id, n]) => document.getElementById(id).vegaView.signal(n)", [v["id"], p["name"]])
                 assert after != before, f"{v['explorer']}: the keyboard did not move {p['name']} (still {before!r})"
     finally:
