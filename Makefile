@@ -66,8 +66,10 @@ clean:
 	rm -rf _build
 
 # The Vega scripts of the explorers' web views are committed in assets/vega/ (a fresh clone
-# builds offline); this fetches the same pinned versions from the npm registry and checks them.
+# builds offline), axe-core in tests/axe/; this fetches the same pinned versions from the npm registry and checks them.
 VEGA_PACKAGES := vega@6.4.0 vega-lite@6.4.1 vega-embed@7.3.0
+# axe-core, the accessibility checker the site tests inject into each page (tests/axe/).
+AXE_PACKAGE := axe-core@4.14.1
 vendor:
 	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(VEGA_PACKAGES) >/dev/null && \
 	for pkg in $(VEGA_PACKAGES); do \
@@ -76,6 +78,12 @@ vendor:
 		cp $$name/package/LICENSE $(CURDIR)/assets/vega/LICENSE.$$name; \
 	done && rm -rf $$tmp
 	cd assets/vega && sha256sum -c SHA256SUMS
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(AXE_PACKAGE) >/dev/null && \
+	tar xzf axe-core-*.tgz && \
+	cp package/axe.min.js $(CURDIR)/tests/axe/ && \
+	cp package/LICENSE $(CURDIR)/tests/axe/LICENSE.axe-core && \
+	cp package/LICENSE-3RD-PARTY.txt $(CURDIR)/tests/axe/ && rm -rf $$tmp
+	cd tests/axe && sha256sum -c SHA256SUMS
 
 # make release | grade | check NB=path: the graded problem sets (README: For instructors).
 include exercises/Makefile

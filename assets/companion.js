@@ -270,6 +270,37 @@
         group.setAttribute("aria-labelledby", q.id);
       }
     });
+    nameAnswers(container);
+    // MathJax typesets the answers after they are drawn: name them again from the result.
+    var pending = false;
+    new MutationObserver(function () {
+      if (pending) return;
+      pending = true;
+      setTimeout(function () { pending = false; nameAnswers(container); }, 0);
+    }).observe(container, { childList: true, subtree: true });
+  }
+
+  /* The text a screen reader speaks for a node: typeset formulas read from the MathML that
+   * MathJax keeps beside them, token by token ("( − 0.03 , − 0.03 )"), the rest as it is. */
+  function spokenText(node) {
+    var clone = node.cloneNode(true);
+    clone.querySelectorAll("input").forEach(function (i) { i.remove(); });
+    clone.querySelectorAll("mjx-container").forEach(function (m) {
+      var tokens = m.querySelectorAll("mjx-assistive-mml mi, mjx-assistive-mml mn, mjx-assistive-mml mo, mjx-assistive-mml mtext");
+      var words = Array.prototype.map.call(tokens, function (t) { return t.textContent; });
+      m.replaceWith(document.createTextNode(" " + words.join(" ") + " "));
+    });
+    return clone.textContent.replace(/\s+/g, " ").trim();
+  }
+
+  function nameAnswers(container) {
+    // An answer that is only a formula gives its radio button no name a browser computes
+    // (the formula's visible glyphs are hidden from assistive technology): name it in words.
+    container.querySelectorAll("label.MCButton").forEach(function (lab) {
+      var inp = lab.querySelector("input");
+      var text = spokenText(lab);
+      if (inp && text && inp.getAttribute("aria-label") !== text) inp.setAttribute("aria-label", text);
+    });
   }
 
   function whenDrawn(selector, root, then) {

@@ -4,7 +4,8 @@
 see ``steplab.explore.web``) only when ``STEPLAB_WEB_VIEWS=embed`` is set in the kernel's
 environment; this extension sets it for the build, whose kernels inherit it, and adds the
 three scripts, vendored in ``assets/vega/`` (served as ``_static/vega/``), to each page whose
-body holds a view, before the page's own scripts run. No other page loads them.
+body holds a view, before the page's own scripts run, and ``assets/web-views.js``, which names
+each chart and its controls once drawn. No other page loads them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 from steplab.explore.web import EMBED_ENV
 MARKER = 'class="steplab-web-view"'
 SCRIPTS = ("vega/vega.min.js", "vega/vega-lite.min.js", "vega/vega-embed.min.js")
+# Names the drawn charts and their radio groups for assistive technology (assets/web-views.js).
+A11Y_SCRIPT = "web-views.js"
 
 
 def on_html_page_context(app, pagename, templatename, context, doctree) -> None:
@@ -22,6 +25,7 @@ def on_html_page_context(app, pagename, templatename, context, doctree) -> None:
     for priority, script in enumerate(SCRIPTS):
         # Called during html-page-context, add_js_file adds the script to this page only.
         app.add_js_file(script, priority=400 + priority)
+    app.add_js_file(A11Y_SCRIPT, priority=400 + len(SCRIPTS))
 
 
 def setup(app):

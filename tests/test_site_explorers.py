@@ -241,3 +241,63 @@ def test_only_pages_with_a_view_load_vega_and_no_page_apologises_for_a_static_gr
         if loads:
             assert text.count("vega-embed.min.js") == 1, f"{doc}.html loads vega-embed more than once"
         assert "this is a static grid" not in text, f"{doc}.html still describes a static grid"
+
+
+# The accessible name of an element, as far as the page states it (aria-labelledby, aria-label,
+# a wrapping <label>), and each control's focus ring once the keyboard has put focus on it.
+_NAMES_JS = """id => {
+    const el = document.getElementById(id);
+    const text = e => (e ? e.textContent.replace(/\\s+/g, ' ').trim() : '');
+    const named = e => e.getAttribute('aria-labelledby')
+        ? e.getAttribute('aria-labelledby').split(' ').map(i => text(document.getElementById(i))).join(' ').trim()
+        : (e.getAttribute('aria-label') || text(e.closest('label')));
+    return {
+        chart: named(el),
+        controls: [...el.querySelectorAll('.vega-bindings input, .vega-bindings select')].map(named),
+        groups: [...el.querySelectorAll('.vega-bind')].filter(b => b.querySelector('input[type=radio]'))
+                  .map(b => b.getAttribute('role') === 'radiogroup' ? named(b) : ''),
+    };
+}"""
+_RING_JS = """() => {
+    const e = document.activeElement, s = getComputedStyle(e);
+    return {name: e.name, visible: e.matches(':focus-visible'), style: s.outlineStyle, width: parseFloat(s.outlineWidth)};
+}"""
+# The key that moves a control away from its current value.
+_KEY_JS = """([id, name]) => {
+    const inputs = [...document.getElementById(id).querySelectorAll(`[name="${name}"]`)];
+    const i = inputs[0];
+    if (i.type === 'range') return Number(i.value) < Number(i.max) ? 'ArrowRight' : 'ArrowLeft';
+    if (i.type === 'checkbox') return ' ';
+    if (i.tagName === 'SELECT') return i.selectedIndex < i.options.length - 1 ? 'ArrowDown' : 'ArrowUp';
+    return 'ArrowRight';
+}"""
+
+
+@pytest.mark.parametrize("docname", sorted(PAGES) or [pytest.param("none", marks=pytest.mark.skip("no web view in the book yet"))])
+def test_web_views_are_named_and_move_from_the_keyboard(docname, server, browser_context):  # noqa: F811
+    """Each chart and control has a name; Tab reaches each control with a visible focus ring and
+    its key (an arrow, space) moves the chart's parameter."""
+    visit = PageVisit(browser_context, server, docname)
+    page = visit.page
+    try:
+        for v in _check_views(visit, docname):
+            names = page.evaluate(_NAMES_JS, v["id"])
+            assert names["chart"].startswith("Interactive chart: "), f"{v['explorer']}: chart named {names['chart']!r}"
+            assert all(names["controls"]), f"{v['explorer']}: controls without a name: {names['controls']}"
+            assert all(names["groups"]), f"{v['explorer']}: a row of radio buttons is not a named group: {names['groups']}"
+            for p in v["params"]:
+                control = page.locator(f'#{v["id"]} [name="{p["name"]}"]').first
+                # Reach the control from the keyboard (back one stop and forward again), as a reader does.
+                control.focus()
+                page.keyboard.press("Shift+Tab")
+                page.keyboard.press("Tab")
+                ring = page.evaluate(_RING_JS)
+                assert ring["name"] == p["name"], f"{v['explorer']}: Tab went to {ring['name']!r}, not {p['name']!r}"
+                assert ring["visible"] and ring["style"] != "none" and ring["width"] >= 2, f"{v['explorer']}: {p['name']} focus not visible: {ring}"
+                before = page.evaluate("([id, n]) => document.getElementById(id).vegaView.signal(n)", [v["id"], p["name"]])
+                page.keyboard.press(page.evaluate(_KEY_JS, [v["id"], p["name"]]))
+                page.evaluate("async id => { await document.getElementById(id).vegaView.runAsync(); }", v["id"])
+                after = page.evaluate("([id, n]) => document.getElementById(id).vegaView.signal(n)", [v["id"], p["name"]])
+                assert after != before, f"{v['explorer']}: the keyboard did not move {p['name']} (still {before!r})"
+    finally:
+        visit.close()
