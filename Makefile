@@ -22,7 +22,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-		-c requirements/constraints.txt -e ".[course,book,test]"
+		-c requirements/constraints.txt -e ".[course,book,test,lab]"
 	touch $@
 
 book: $(STAMP)

@@ -10,3 +10,17 @@ c.ServerApp.jpserver_extensions = {
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 # Kernels talk to the server over local sockets instead of unencrypted TCP.
 c.KernelManager.transport = "ipc"
+
+# The skill checks typeset with a MathJax served from here (/static/mathjax/, see steplab.quiz):
+# JupyterLab's own MathJax is bundled and has no `MathJax.typeset` for jupyterquiz to call.
+def _mathjax_dir():
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        return str(distribution("sphinx-mathjax-offline").locate_file("sphinx-mathjax-offline/static"))
+    except PackageNotFoundError:
+        return None
+
+
+if _mathjax_dir():
+    c.ServerApp.extra_static_paths = [_mathjax_dir()]

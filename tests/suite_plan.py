@@ -7,7 +7,8 @@
    called once collection is done, when their tests are selected);
 3. the grading tests, which wait for that run and check it;
 4. the site tests, last, because they build the book from the notebooks'
-   executions (tests/nbcache.py).
+   executions (tests/nbcache.py), and the lab tests (a JupyterLab server
+   and a browser).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 
 def _rank(item) -> int:
-    if item.get_closest_marker("site"):
+    if item.get_closest_marker("site") or item.get_closest_marker("lab"):
         return 3
     if item.get_closest_marker("grading"):
         return 2

@@ -404,6 +404,31 @@ def test_check_exits_nonzero_on_a_failing_visible_test(tmp_path):
     assert hidden and all(ln.startswith("HIDDEN") for ln in hidden), bad.stdout
 
 
+def test_check_names_the_exercise_and_an_untouched_stub(tmp_path, capsys):
+    """`make check` names a failing cell by its exercise and what it defines or calls, not by a 0-based
+    index, and says an untouched stub is not implemented yet instead of an empty NotImplementedError."""
+    nb = nbformat.v4.new_notebook()
+    answer = {"nbgrader": {"solution": True, "grade": False, "grade_id": "step", "locked": False}}
+    test = {"nbgrader": {"solution": False, "grade": True, "grade_id": "test_step", "points": 2, "locked": True}}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Set\n\n## 1. One step (2 points)"),
+        nbformat.v4.new_code_cell("def step(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()",
+                                  metadata=answer),
+        nbformat.v4.new_code_cell("y = step(1.0)"),
+        nbformat.v4.new_code_cell("assert step(1.0) == 0.5", metadata=test),
+        nbformat.v4.new_markdown_cell("## 2. A helper"),
+        nbformat.v4.new_code_cell("def helper():\n    return 1\nhelper() / 0"),
+    ]
+    path = tmp_path / "set.ipynb"
+    nbformat.write(nb, path)
+    assert grade.check(str(path)) == 3
+    lines = capsys.readouterr().out.splitlines()
+    assert 'FAIL  a cell in "1. One step (2 points)": step not implemented yet' in lines
+    assert 'FAIL  test_step (2 points) in "1. One step (2 points)": step not implemented yet' in lines
+    assert 'FAIL  the cell defining helper in "2. A helper": ZeroDivisionError: division by zero' in lines
+    assert not any("cell 2" in ln or "NotImplementedError:" in ln for ln in lines), lines
+
+
 def _outputs(course, learner):
     nb = nbformat.read(os.path.join(course, "autograded", learner, PS1, f"{PS1}.ipynb"), as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -433,6 +433,51 @@ def add_notes(csv_path, notes):
 
 # ---------------------------------------------------------------- check
 
+def _heading(cells, i):
+    """The last markdown heading above cell i (the exercise the cell belongs to), or None."""
+    for cell in reversed(cells[:i]):
+        if cell.cell_type == "markdown":
+            heads = [ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")]
+            if heads:
+                return heads[-1]
+    return None
+
+
+def _defines(source):
+    """The functions and classes a cell defines at its top level."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+
+def _label(cells, i):
+    """A cell named as a learner finds it: its test id or what it defines, and its exercise."""
+    cell = cells[i]
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+    names = _defines(cell.source)
+    what = grade_id or (f"the cell defining {', '.join(names)}" if names else "a cell")
+    heading = _heading(cells, i)
+    return f'{what} in "{heading}"' if heading else what
+
+
+def _stubs(cells):
+    """Names defined by answer cells that still raise NotImplementedError (untouched stubs)."""
+    return [name for c in cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+            and "raise NotImplementedError" in c.source for name in _defines(c.source)]
+
+
+def _reason(error, source, stubs):
+    """What went wrong in words: an untouched stub is "not implemented yet"."""
+    if error.ename == "NotImplementedError" and not str(error.evalue).strip():
+        called = [n for n in stubs if re.search(rf"\b{re.escape(n)}\b", source)]
+        return f"{', '.join(called)} not implemented yet" if called else "not implemented yet"
+    return f"{error.ename}: {error.evalue}"
+
+
 def check(path, cell_timeout=120):
     """Run a notebook; print one line per test cell; return the number of failures."""
     import nbformat
@@ -447,23 +492,25 @@ def check(path, cell_timeout=120):
                             resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}})
     client.execute()
     failures = 0
+    stubs = _stubs(nb.cells)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
         meta = cell.metadata.get("nbgrader", {})
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        label = meta.get("grade_id", f"cell {i}")
+        reason = _reason(errors[0], cell.source, stubs) if errors else ""
         if meta.get("grade") and not meta.get("solution"):
             pts = meta.get("points", 0)
+            heading = _heading(nb.cells, i)
+            label = f"{meta.get('grade_id')} ({pts} points)" + (f' in "{heading}"' if heading else "")
             code = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
             if not code:  # a hidden test: its body is removed from the release, so it proves nothing here
-                print(f"HIDDEN  {label} ({pts} points): run by the grader on your submission")
+                print(f"HIDDEN  {label}: run by the grader on your submission")
                 continue
-            print(f"{'FAIL' if errors else 'PASS'}  {label} ({pts} points)"
-                  + (f": {errors[0].ename}: {errors[0].evalue}" if errors else ""))
+            print(f"{'FAIL' if errors else 'PASS'}  {label}" + (f": {reason}" if errors else ""))
             failures += bool(errors)
         elif errors:
-            print(f"FAIL  {label} raised {errors[0].ename}: {errors[0].evalue}")
+            print(f"FAIL  {_label(nb.cells, i)}: {reason}")
             failures += 1
     print(f"{failures} failing cell(s)" if failures else "all visible tests pass")
     return failures
