@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, skip_or_fail, venv_env
-from test_site import CHROMIUM_ARGS, chromium_path
+from test_site import CHROMIUM_ARGS, playwright_and_chromium
 
 pytestmark = pytest.mark.lab
 
@@ -106,13 +106,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        skip_or_fail("Playwright is not installed (pip install -e '.[test]')")
-    exe = chromium_path()
-    if exe is None:
-        skip_or_fail("Chromium is not installed (apt-get install chromium, or set STEPLAB_CHROMIUM)")
+    sync_playwright, exe = playwright_and_chromium()
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)
         try:

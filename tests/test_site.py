@@ -143,8 +143,8 @@ def server(built_book):
     httpd.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser_context():
+def playwright_and_chromium():
+    """Playwright's sync entry point and the Chromium to drive; skips (fails under CI) without them."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -152,6 +152,12 @@ def browser_context():
     exe = chromium_path()
     if exe is None:
         skip_or_fail("Chromium is not installed (apt-get install chromium, or set STEPLAB_CHROMIUM)")
+    return sync_playwright, exe
+
+
+@pytest.fixture(scope="module")
+def browser_context():
+    sync_playwright, exe = playwright_and_chromium()
     profile = tempfile.mkdtemp(prefix="steplab-chromium-")
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
