@@ -118,10 +118,20 @@ def planned_audio(app, docname: str) -> str | None:
     return f"{docname}.narration.wav"
 
 
+def up_to_date(wav: Path, script: Path) -> bool:
+    """True when ``wav`` was written after the script and after this module (voice, rate) last changed."""
+    if not wav.is_file():
+        return False
+    return wav.stat().st_mtime >= max(script.stat().st_mtime, Path(__file__).stat().st_mtime)
+
+
 def render_all(app, audio: dict[str, str]) -> None:
+    """Write each lesson's audio; a build with ``--all`` re-synthesizes only what changed."""
     speech, _ = engine()
     if speech is None:
         return
     for docname, rel in sorted(audio.items()):
-        text = script_path(app.srcdir, docname).read_text(encoding="utf-8")
-        write_wav(Path(app.outdir) / rel, speech.samples(text), speech.rate)
+        script, wav = script_path(app.srcdir, docname), Path(app.outdir) / rel
+        if up_to_date(wav, script):
+            continue
+        write_wav(wav, speech.samples(script.read_text(encoding="utf-8")), speech.rate)

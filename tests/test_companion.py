@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import wave
 from pathlib import Path
@@ -176,6 +177,32 @@ def test_speech_engine_speaks_in_proportion_to_the_text():
     seconds = len(short) / speech.rate
     assert 1.0 < seconds < 6.0
     assert 3.0 < len(long) / len(short) < 5.0
+
+
+def test_audio_is_synthesized_again_only_when_its_script_changed(tmp_path, monkeypatch):
+    (tmp_path / "src" / "ch").mkdir(parents=True)
+    script = tmp_path / "src" / "ch" / "01_x.narration.txt"
+    script.write_text("Words to say.")
+    said = []
+
+    class Speech:
+        rate = 22050
+
+        def samples(self, text):
+            said.append(text)
+            return np.zeros(100, dtype=np.int16)
+
+    monkeypatch.setattr(narration, "engine", lambda: (Speech(), ""))
+    app = SimpleNamespace(srcdir=str(tmp_path / "src"), outdir=str(tmp_path / "html"))
+    audio = {"ch/01_x": "ch/01_x.narration.wav"}
+    narration.render_all(app, audio)
+    narration.render_all(app, audio)  # nothing changed: not synthesized again
+    assert said == ["Words to say."]
+    script.write_text("Other words.")
+    later = (tmp_path / "html" / "ch" / "01_x.narration.wav").stat().st_mtime + 10
+    os.utime(script, (later, later))
+    narration.render_all(app, audio)
+    assert said == ["Words to say.", "Other words."]
 
 
 def test_repeated_scripts_are_dropped():
