@@ -34,13 +34,16 @@ def _as_utc(moment: datetime.datetime) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
 
 
-def library_changed() -> datetime.datetime | None:
-    """When a file of the installed ``steplab`` package last changed (None if it is not importable)."""
-    try:
-        import steplab
-    except ImportError:
-        return None
-    files = [p for p in Path(steplab.__file__).parent.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+def library_changed(package: Path | None = None) -> datetime.datetime | None:
+    """When a file of ``package`` (default: the installed ``steplab``) last changed, its
+    compiled ``__pycache__`` aside; None if there is no such package."""
+    if package is None:
+        try:
+            import steplab
+        except ImportError:
+            return None
+        package = Path(steplab.__file__).parent
+    files = [p for p in Path(package).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     return max((_mtime(p) for p in files), default=None)
 
 

@@ -52,9 +52,18 @@ def test_a_library_change_after_the_execution_makes_every_record_stale(tmp_path)
     assert sorted(uri for _, uri, _ in stale) == sorted([str(first), str(second)])
 
 
-def test_the_library_time_is_the_newest_file_of_steplab():
+def test_the_library_time_is_its_newest_file_data_included_bytecode_aside(tmp_path):
+    package = tmp_path / "pkg"
+    files = {"__init__.py": -300, "optim/adam.py": -200, "data_files/digits.npz": -100, "__pycache__/x.pyc": 0,
+             "optim/__pycache__/adam.cpython-311.pyc": 50}
+    for name, offset in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("x")
+        _set_mtime(package / name, offset)
+    # the data file is the newest source; the bytecode written after it is not a change of the library
+    assert cache_freshness.library_changed(package).timestamp() == pytest.approx(
+        os.path.getmtime(package / "data_files/digits.npz"), abs=1e-3)
+    assert cache_freshness.library_changed(tmp_path / "empty") is None
     import steplab
 
-    newest = max(os.path.getmtime(os.path.join(d, f)) for d, _, fs in os.walk(os.path.dirname(steplab.__file__))
-                 if "__pycache__" not in d for f in fs)
-    assert cache_freshness.library_changed().timestamp() == pytest.approx(newest)
+    assert cache_freshness.library_changed() == cache_freshness.library_changed(os.path.dirname(steplab.__file__))
