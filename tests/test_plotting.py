@@ -134,3 +134,12 @@ def test_suboptimality_needs_an_f_star():
     with pytest.raises(ValueError, match="f_star is unknown"):
         h.suboptimality()
     np.testing.assert_array_equal(h.suboptimality(q.f_star), h.loss - q.f_star)
+
+
+def test_sci_writes_powers_of_ten_in_plain_text():
+    assert plotting.sci(1.3e6) == "1.3 × 10⁶"
+    assert plotting.sci(2.2e-17, digits=2) == "2.20 × 10⁻¹⁷"
+    assert plotting.sci(-4.56e12, digits=0) == "-5 × 10¹²"
+    assert plotting.superscript(-10) == "⁻¹⁰"
+    with pytest.raises(ValueError, match="finite"):
+        plotting.sci(float("nan"))

@@ -11,7 +11,9 @@ from typing import Iterable
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["set_style", "contour", "trajectory", "loss_curves"]
+__all__ = ["set_style", "contour", "trajectory", "loss_curves", "superscript", "sci"]
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def set_style(context: str = "notebook") -> None:
@@ -33,6 +35,23 @@ def set_style(context: str = "notebook") -> None:
             "legend.frameon": False,
         }
     )
+
+
+def superscript(n: int) -> str:
+    """The integer in superscript digits (``-3`` -> ``⁻³``), for plain-text powers of ten."""
+    return str(int(n)).translate(_SUPERSCRIPT)
+
+
+def sci(x: float, digits: int = 1) -> str:
+    """A number as the prose and the labels write it: ``1.3 × 10⁶`` (``digits`` after the point).
+
+    Plain text, no mathtext, so it can be glued into a sentence or an alt text.
+    """
+    x = float(x)
+    if not np.isfinite(x):
+        raise ValueError(f"sci needs a finite number, got {x}")
+    mantissa, exponent = f"{x:.{int(digits)}e}".split("e")
+    return f"{mantissa} × 10{superscript(int(exponent))}"
 
 
 def _ax(ax):

@@ -126,16 +126,15 @@ def new_figure(figsize, nrows=1, ncols=1, **subplot_kw):
     return fig, axes
 
 
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
 def _decade_label(value, pos=None) -> str:
     if value <= 0 or not np.isfinite(value):
         return ""
     exponent = np.log10(value)
     if abs(exponent - round(exponent)) > 1e-9:
         return ""
-    return "10" + str(int(round(exponent))).translate(_SUPERSCRIPT)
+    from ..plotting import superscript
+
+    return "10" + superscript(round(exponent))
 
 
 def log_axis(ax, axis: str = "y") -> None:
