@@ -3,9 +3,10 @@
 One JupyterLab server for the module, started from this environment with the
 project's lab settings (``JUPYTER_CONFIG_PATH=lab/``) on a loopback port. One lesson
 per chapter is opened and run top to bottom; then: no cell shows an error, the MyST
-theorem boxes render (jupyterlab-myst), every skill-check formula is typeset, nothing is requested from another host, and
-the console has no "Unsatisfied version" warning from an extension built for another
-JupyterLab. The lab's user settings live in a temporary folder (all cells rendered,
+theorem boxes render (jupyterlab-myst), every skill-check formula is typeset, and so is the
+feedback after each answer, dragging the explorer's slider redraws its figure, nothing is
+requested from another host, and the console has no "Unsatisfied version" warning from an
+extension built for another JupyterLab. The lab's user settings live in a temporary folder (all cells rendered,
 autosave off), so the tracked notebooks are never written.
 """
 
@@ -50,6 +51,21 @@ QUIZ_RAW_JS = """() => [...document.querySelectorAll('.Quiz')].map(q => {
     c.querySelectorAll('mjx-container').forEach(e => e.remove());
     return c.textContent;
 }).filter(t => /\\\\\\(|\\\\\\[|\\$/.test(t)).map(t => t.slice(0, 200))"""
+
+
+# The explorer's figure (an ipywidgets Image, PNG bytes from the kernel), as a digest of its bytes.
+FIGURE_DIGEST_JS = """async () => {
+    const img = document.querySelector('.jp-OutputArea-output .widget-image');
+    if (!img || !img.src) return null;
+    const bytes = await (await fetch(img.src)).arrayBuffer();
+    const digest = await crypto.subtle.digest('SHA-256', bytes);
+    return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
+}"""
+# Each quiz's feedback with its typeset formulas removed: no TeX delimiter may be left.
+FEEDBACK_JS = """i => { const fb = document.querySelectorAll('.Quiz')[i].querySelector('.Feedback');
+    const c = fb.cloneNode(true); c.querySelectorAll('mjx-container').forEach(e => e.remove());
+    return {text: c.textContent, typeset: fb.querySelectorAll('mjx-container').length}; }"""
+TEX = re.compile(r"\\\(|\\\[|\$")
 
 
 def _free_port() -> int:
@@ -170,6 +186,63 @@ class LabVisit:
         self.page.close()
 
 
+def _poll(page, script, done, seconds: float, arg=None):
+    """Evaluate ``script`` (which may be async) until ``done(value)`` or the time is up; the last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = page.evaluate(script, arg)
+        if done(value) or time.monotonic() > deadline:
+            return value
+        page.wait_for_timeout(250)
+
+
+def check_slider_redraws(page, path: str) -> None:
+    """Drag the explorer's first slider with the mouse: the kernel must send a new figure."""
+    before = _poll(page, FIGURE_DIGEST_JS, bool, 20)
+    assert before, f"{path}: the explorer shows no figure (no ipywidgets Image in the outputs)"
+    handle = page.locator(".jp-OutputArea-output .widget-slider .noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    value = handle.get_attribute("aria-valuenow")
+    for dx in (60, -60):  # left when the slider starts at its maximum
+        box = handle.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.up()
+        if handle.get_attribute("aria-valuenow") != value:
+            break
+    moved = handle.get_attribute("aria-valuenow")
+    assert moved != value, f"{path}: the explorer's first slider did not move when dragged"
+    after = _poll(page, FIGURE_DIGEST_JS, lambda digest: digest != before, 20)
+    assert after != before, f"{path}: the slider moved from {value} to {moved}, the figure was not redrawn in 20 s"
+
+
+def check_feedback_typeset(page, path: str, questions: list) -> None:
+    """Answer every question (each choice of a multiple-choice one, a listed value of a numeric
+    one): the feedback shown must hold no raw TeX, and be typeset where its text has math."""
+    for i, question in enumerate(questions):
+        quiz, seen = page.locator(".Quiz").nth(i), []
+        if question["type"] == "numeric":
+            answer = next(a for a in question["answers"] if "value" in a)
+            expected_math = bool(TEX.search(answer.get("feedback", "")))
+            field = quiz.locator(".Input-text").first
+            field.click()
+            field.type(str(answer["value"]))
+            field.press("Enter")
+            seen.append(_poll(page, FEEDBACK_JS, lambda fb: fb["text"].strip(), 5, arg=i))
+        else:
+            expected_math = any(TEX.search(a.get("feedback", "")) for a in question["answers"])
+            buttons = quiz.locator(".MCButton")
+            for j in range(buttons.count()):
+                buttons.nth(j).click()
+                page.wait_for_timeout(300)
+                seen.append(page.evaluate(FEEDBACK_JS, i))
+        raw = [fb["text"][:120] for fb in seen if TEX.search(fb["text"]) or not fb["text"].strip()]
+        assert not raw, f"{path}: question {i + 1}'s feedback is empty or shows raw TeX: {raw[:2]}"
+        if expected_math:
+            assert any(fb["typeset"] for fb in seen), f"{path}: question {i + 1}'s feedback formulas were not typeset"
+
+
 @pytest.mark.parametrize("path", LESSONS)
 def test_lesson_runs_in_the_lab(path, lab, browser):
     original = (ROOT / path).read_bytes()
@@ -201,6 +274,9 @@ def test_lesson_runs_in_the_lab(path, lab, browser):
             .map(e => { const c = e.cloneNode(true); c.querySelectorAll('.katex, mjx-container, code, pre').forEach(x => x.remove());
                         return c.textContent; }).filter(t => /\\\\\\(|\\$[^$\\s][^$]*\\$/.test(t)).map(t => t.slice(0, 120))""")
         assert not markdown_raw, f"{path}: the lesson's own formulas are no longer typeset: {markdown_raw[:2]}"
+
+        check_feedback_typeset(page, path, questions)
+        check_slider_redraws(page, path)
 
         outside = [u for u in visit.requests if not visit.is_local(u)]
         assert not outside, f"{path}: the lab requested resources from outside the machine: {outside}"

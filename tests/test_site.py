@@ -186,7 +186,8 @@ class PageVisit:
         # Nothing may leave the machine: record every request, let only localhost through.
         self.page.route("**/*", self._route)
         self.response = self.page.goto(self.url, wait_until="load", timeout=60_000)
-        self.page.wait_for_load_state("networkidle", timeout=30_000)
+        # Generous: on a loaded two-core machine a page of web views can take over 30 s to go quiet.
+        self.page.wait_for_load_state("networkidle", timeout=60_000)
         self.page.evaluate(
             """async () => {
                 if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
