@@ -29,9 +29,9 @@ def test_step_size_rate_matches_max_abs_one_minus_eta_lambda(eta):
 
 def test_step_size_regimes_at_and_around_two_over_L():
     below, at, above = (explore.step_size_run(eta=e, kappa=10.0) for e in (1.9, 2.0, 2.1))
-    assert below["regime"] == "converges" and below["diverged_at"] is None
+    assert below["regime"] == "converges" and below.diverged_at is None
     assert below["loss"][-1] < 1e-8 * below["loss"][0]
-    assert at["regime"] == "oscillates" and at["diverged_at"] is None
+    assert at["regime"] == "oscillates" and at.diverged_at is None
     # At 2/L the steep component flips sign forever: its share of the loss never decays.
     steep0 = 0.5 * at["trajectory"][0, 1] ** 2
     assert at["loss"][-1] == pytest.approx(steep0, rel=1e-6)
@@ -39,8 +39,8 @@ def test_step_size_regimes_at_and_around_two_over_L():
     # |1 - 2.1| = 1.1 per step on the distance, 1.21 on the loss: the divergence limit
     # DIVERGE_FACTOR * max(f0, 1) with f0 = 0.7 is crossed after log(1e6 / 0.7) / log(1.21) = 74.4
     # steps of the steep component alone, a few more since it starts with part of the loss.
-    assert above["diverged_at"] is not None and 74 <= above["diverged_at"] <= 82
-    assert len(above["loss"]) == above["diverged_at"] + 1
+    assert above.diverged_at is not None and 74 <= above.diverged_at <= 82
+    assert len(above["loss"]) == above.diverged_at + 1
 
 
 def test_step_size_loss_obeys_rho_2t_bound():
@@ -76,8 +76,8 @@ def test_step_size_widget_reaches_exactly_two_over_L_and_reports_divergence():
     w.sliders["eta"].value = 2.0
     assert w.result["regime"] == "oscillates"
     w.sliders["eta"].value = 2.2
-    assert w.result["diverged_at"] is not None
-    assert f"diverged at step {w.result['diverged_at']}" in w.metrics.value
+    assert w.result.diverged_at is not None
+    assert f"diverged at step {w.result.diverged_at}" in w.metrics.value
 
 
 def test_widgets_do_not_leak_figures_over_50_moves():
@@ -129,7 +129,7 @@ def test_momentum_run_converges_at_the_map_rate_and_diverges_outside():
     assert r["rate_measured"] == pytest.approx(r["rate_theory"], rel=1e-3)
     assert r["optimal"]["rate"] == pytest.approx(opt["rate"])
     bad = explore.momentum_run(eta=3.5, beta=0.5, kappa=25.0)
-    assert not bad["stable"] and bad["diverged_at"] is not None
+    assert not bad["stable"] and bad.diverged_at is not None
 
 
 def test_momentum_widget_moves_the_marker_and_matches_the_pure_function():
@@ -154,7 +154,7 @@ def test_minibatch_variance_scales_as_one_over_B():
 @pytest.mark.parametrize("eta,B", [(0.3, 1), (0.2, 8)])
 def test_noise_ball_matches_the_stationary_second_moment(eta, B):
     r = explore.batch_size_run(eta=eta, batch_size=B, seeds=300, steps=200)
-    assert r["diverged_at"] is None
+    assert r.diverged_at is None
     assert r["ball_measured"] == pytest.approx(r["ball_predicted"], rel=0.1)
 
 
@@ -174,10 +174,10 @@ def test_noise_ball_small_step_limit():
 def test_batch_size_mean_square_instability_is_reported():
     r = explore.batch_size_run(eta=1.2, batch_size=1)
     assert r["ms_radius"] > 1 and r["ball"] is None
-    assert r["diverged_at"] is not None
+    assert r.diverged_at is not None
     assert np.isnan(r["ball_measured"])
     stable = explore.batch_size_run(eta=1.2, batch_size=16)
-    assert stable["ms_radius"] < 1 and stable["diverged_at"] is None
+    assert stable["ms_radius"] < 1 and stable.diverged_at is None
 
 
 def test_batch_size_widget_matches_pure_function():
@@ -261,7 +261,7 @@ def test_schedules_match_steplab_schedules_and_decay_beats_constant():
 
 def test_schedule_divergence_and_bad_kind():
     r = explore.schedule_run(kind="constant", peak_lr=1.5)
-    assert r["diverged_at"] is not None and np.isnan(r["final"])
+    assert r.diverged_at is not None and np.isnan(r["final"])
     with pytest.raises(ValueError, match="kind"):
         explore.schedule_run(kind="linear")
     with pytest.raises(ValueError, match="warmup_steps"):
@@ -284,9 +284,9 @@ def test_schedule_widget_disables_warmup_for_kinds_without_it():
 
 def test_overflow_is_caught_and_reported_not_warned(recwarn):
     r = explore.step_size_run(eta=1e200, kappa=10.0, steps=5)
-    assert r["diverged_at"] == 1
+    assert r.diverged_at == 1
     r = explore.batch_size_run(eta=1e154, batch_size=1, steps=5)
-    assert "overflow" in r["fp_warnings"] or "invalid value" in r["fp_warnings"]
+    assert "overflow" in r.fp_warnings or "invalid value" in r.fp_warnings
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 

@@ -103,6 +103,12 @@ def test_explorer_runs_record_their_steps_settings_and_divergence():
     plt.close("all")
     with pytest.raises(KeyError, match="no entry 'rate'"):
         r["rate"]
+    # the recorded steps and the step budget have one name each: r.steps, r.settings["steps"]
+    with pytest.raises(KeyError, match=r'read record.steps \(the step budget is record.settings\["steps"\]\)'):
+        r["steps"]
+    with pytest.raises(KeyError, match="attribute: read record.diverged_at"):
+        r["diverged_at"]
+    assert "steps" not in r and "eta" in r and "loss" in r
 
 
 @pytest.mark.parametrize("loop", ["svrg", "fedavg", "dp_sgd", "data_parallel"])

@@ -404,9 +404,12 @@ class ExplorerRun(Record):
             ``None``.
         fp_warnings: the numpy floating-point errors met, in the order first seen.
 
-    ``record[name]`` is a setting, a value, ``steps``, ``diverged_at``, ``fp_warnings`` or ``loss``
-    (the mean over runs for a stack, as :class:`Runs`); ``meta`` is the explorer's name and the
-    settings; ``plot`` draws the (mean) loss against the step.
+    ``record[name]`` is ``loss`` (the mean over runs for a stack, as :class:`Runs`), a value or a
+    setting, as the explorer's sliders name them; the fields above that are not settings or values
+    (``steps``, ``diverged_at``, ``fp_warnings``) are read as attributes only, so that
+    ``record.steps`` (the recorded steps) and ``record.settings["steps"]`` (the budget) cannot be
+    confused. ``meta`` is the explorer's name and the settings; ``plot`` draws the (mean) loss
+    against the step.
     """
 
     def __init__(self, explorer: str, settings: dict, loss, values: dict, *, steps=None,
@@ -436,16 +439,19 @@ class ExplorerRun(Record):
 
     def keys(self) -> list[str]:
         """Every name ``record[name]`` answers."""
-        return ["steps", "loss", "diverged_at", "fp_warnings", *self.settings, *self.values]
+        return ["loss", *self.values, *(k for k in self.settings if k not in self._FIELDS)]
 
     def __contains__(self, key: str) -> bool:
         return key in self.keys()
 
+    _FIELDS = ("steps", "diverged_at", "fp_warnings")  # attributes, not items
+
     def __getitem__(self, key: str):
         if key == "loss":
             return self.loss.mean(axis=1) if self.loss.ndim == 2 else self.loss
-        if key in ("steps", "diverged_at", "fp_warnings"):
-            return getattr(self, key)
+        if key in self._FIELDS:
+            budget = ' (the step budget is record.settings["steps"])' if key == "steps" else ""
+            raise KeyError(f"{key!r} is an attribute: read record.{key}{budget}")
         if key in self.settings:
             return self.settings[key]
         if key in self.values:

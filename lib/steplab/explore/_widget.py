@@ -92,11 +92,16 @@ def metrics_table(rows: list[tuple[str, str]], note: str | None = None) -> str:
     return out
 
 
+def diverged_note(result) -> str:
+    """``"diverged at step t"`` for a run record that diverged, else ``""``."""
+    return "" if result.diverged_at is None else f"diverged at step {result.diverged_at}"
+
+
 def status_note(result) -> str | None:
     """The warning line of an explorer's run record: divergence and any floating-point trouble met."""
     parts = []
     if result.diverged_at is not None:
-        parts.append(f"diverged at step {result.diverged_at}")
+        parts.append(diverged_note(result))
     if result.fp_warnings:
         parts.append("numpy reported: " + ", ".join(result.fp_warnings))
     return "; ".join(parts) or None

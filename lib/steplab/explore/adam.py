@@ -12,6 +12,7 @@ from ._widget import (
     check_choice,
     check_float,
     check_int,
+    diverged_note,
     first_divergence,
     floating_point_log,
     fmt,
@@ -286,7 +287,7 @@ class _AdamView:
         else:
             self.path.set_data(np.arange(traj.shape[0]), traj[:, 0])
             self.loss.set_data(np.arange(1, r["average_regret"].size + 1), r["average_regret"])
-        self.banner.set_text(f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "")
+        self.banner.set_text(diverged_note(r))
         name = ("AMSGrad" if r["amsgrad"] else "Adam") + ("" if r["bias_correction"] else ", no bias correction")
         if not self.live:
             if r["problem"] == "reddi":
@@ -378,7 +379,7 @@ def _adam_columns(r: dict) -> dict:
     traj, eff = r["trajectory"], r["effective_step"]
     points = _WEB_POINTS[r["problem"]]
     te = thin(eff.shape[0], points)
-    cols = {"te": te + 1, "s1": eff[te, 0], "note": f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else ""}
+    cols = {"te": te + 1, "s1": eff[te, 0], "note": diverged_note(r)}
     if r["problem"] == "badly_scaled":
         t = thin(traj.shape[0], points)
         cols.update(t=t, x=traj[t, 0], y=traj[t, 1], loss=r["loss"][t], s2=eff[te, 1],

@@ -12,6 +12,7 @@ from ._widget import (
     check_float,
     check_int,
     decade_limits,
+    diverged_note,
     first_divergence,
     floating_point_log,
     fmt,
@@ -278,7 +279,7 @@ class _BatchSizeView:
         changed |= set_limits(self.ax_var, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_dist, "y", decade_limits([1e-4, 10.0 * dist[0]]))
         changed |= set_limits(self.ax_var, "y", decade_limits([1e-3, 30.0]))
-        self.banner.set_text(f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "")
+        self.banner.set_text(diverged_note(r))
         if not self.live:
             self.ax_cloud.set_title(f"\u03b7 = {r['eta']:g}, B = {r['batch_size']}", fontsize="medium")
             self.ax_dist.set_title(
@@ -362,7 +363,7 @@ def _batch_size_columns(r: dict) -> dict:
         "title": f"η = {r['eta']:g}, B = {r['batch_size']}",
         "ball_title": f"ball: measured {fmt(r['ball_measured'], 3)}, theory {fmt(r['ball_predicted'], 3)}",
         "var_title": f"variance / σ² = {fmt(r['variance_ratio'], 3)} (1/B = {fmt(1 / r['batch_size'], 3)})",
-        "note": f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "",
+        "note": diverged_note(r),
     }
 
 

@@ -13,6 +13,7 @@ from ._widget import (
     check_float,
     check_int,
     decade_limits,
+    diverged_note,
     first_divergence,
     floating_point_log,
     fmt,
@@ -265,7 +266,7 @@ class _MomentumView:
         f0 = r["loss"][0]
         changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_loss, "y", decade_limits([f0 * 1e-14, f0 * DIVERGE_FACTOR * 10]))
-        self.banner.set_text(f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "")
+        self.banner.set_text(diverged_note(r))
         if not self.live:
             self.ax_path.set_title(f"\u03b7 = {r['eta'] * r['L']:.2f}/L, \u03b2 = {r['beta']:.2f}", fontsize="medium")
             self.ax_loss.set_title(f"rate \u03c1 = {fmt(r['rate_theory'])} (GD {fmt(r['rate_gd'])})", fontsize="medium")
@@ -339,7 +340,7 @@ def _momentum_columns(r: dict) -> dict:
         "loss": r["loss"],
         "title": f"η = {r['eta'] * r['L']:.2f}/L, β = {r['beta']:.2f}",
         "rate_title": f"rate ρ = {fmt(r['rate_theory'])} (GD {fmt(r['rate_gd'])})",
-        "note": f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else "",
+        "note": diverged_note(r),
     }
 
 

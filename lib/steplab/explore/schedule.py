@@ -14,6 +14,7 @@ from ._widget import (
     check_float,
     check_int,
     decade_limits,
+    diverged_note,
     first_divergence,
     floating_point_log,
     fmt,
@@ -198,8 +199,8 @@ class _ScheduleView:
         changed |= set_limits(self.ax_lr, "y", (0.0, _nice_ceiling(max(r["peak_lr"], float(r["lr"].max())))))
         changed |= set_limits(self.ax_loss, "y", decade_limits([1e-4, 10.0 * sub[0, 0]]))
         notes = []
-        if r["diverged_at"] is not None:
-            notes.append(f"diverged at step {r['diverged_at']}")
+        if r.diverged_at is not None:
+            notes.append(diverged_note(r))
         if r["constant_diverged_at"] is not None:
             notes.append(f"constant lr diverged at step {r['constant_diverged_at']}")
         self.banner.set_text("; ".join(notes))
@@ -280,8 +281,8 @@ def _schedule_columns(r: dict) -> dict:
     sub, const = r["suboptimality"].mean(axis=0), r["constant_suboptimality"].mean(axis=0)
     ts, tc = thin(sub.size, _WEB_POINTS), thin(const.size, _WEB_POINTS)
     notes = []
-    if r["diverged_at"] is not None:
-        notes.append(f"diverged at step {r['diverged_at']}")
+    if r.diverged_at is not None:
+        notes.append(diverged_note(r))
     if r["constant_diverged_at"] is not None:
         notes.append(f"constant lr diverged at step {r['constant_diverged_at']}")
     return {

@@ -10,6 +10,8 @@ from ._widget import (
     DIVERGE_FACTOR,
     check_float,
     check_int,
+    decade_limits,
+    diverged_note,
     first_divergence,
     floating_point_log,
     fmt,
@@ -17,7 +19,6 @@ from ._widget import (
     make_explorer,
     metrics_table,
     new_figure,
-    decade_limits,
     set_limits,
     status_note,
     tail_rate,
@@ -175,7 +176,7 @@ class _StepSizeView:
         changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         f0 = r["loss"][0]
         changed |= set_limits(self.ax_loss, "y", decade_limits([f0 * 1e-14, f0 * DIVERGE_FACTOR * 10]))
-        note = f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else ""
+        note = diverged_note(r)
         self.banner_path.set_text(note)
         self.banner_loss.set_text(note)
         if self.live:
@@ -234,7 +235,7 @@ STEP_SIZE_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 26) * 0.1, 2).tolist())
 
 
 def _step_size_columns(r: dict) -> dict:
-    note = f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None else ""
+    note = diverged_note(r)
     return {
         "t": np.arange(r["loss"].size),
         "x": r["trajectory"][:, 0],
