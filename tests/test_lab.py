@@ -95,7 +95,9 @@ def lab():
                OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [str(jupyter), "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={ROOT}",
-           f"--IdentityProvider.token={token}"] + (["--allow-root"] if os.geteuid() == 0 else [])
+           f"--IdentityProvider.token={token}",
+           # checkpoints in the temporary folder: no .ipynb_checkpoints left beside the lessons
+           f"--FileCheckpoints.root_dir={tmp / 'checkpoints'}"] + (["--allow-root"] if os.geteuid() == 0 else [])
     log = open(tmp / "server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     base = f"http://127.0.0.1:{port}/"
