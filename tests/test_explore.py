@@ -262,6 +262,10 @@ def test_schedules_match_steplab_schedules_and_decay_beats_constant():
 def test_schedule_divergence_and_bad_kind():
     r = explore.schedule_run(kind="constant", peak_lr=1.5)
     assert r.diverged_at is not None and np.isnan(r["final"])
+    # the banner names both runs: the schedule's and the constant-lr baseline at the same peak
+    w = explore.schedule_explorer(kind="constant", peak_lr=1.5)
+    assert w.view.banner.get_text() == (f"diverged at step {w.result.diverged_at}; "
+                                        f"constant lr diverged at step {w.result['constant_diverged_at']}")
     with pytest.raises(ValueError, match="kind"):
         explore.schedule_run(kind="linear")
     with pytest.raises(ValueError, match="warmup_steps"):

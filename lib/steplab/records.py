@@ -412,6 +412,8 @@ class ExplorerRun(Record):
     against the step.
     """
 
+    _FIELDS = ("steps", "diverged_at", "fp_warnings")  # attributes, not items
+
     def __init__(self, explorer: str, settings: dict, loss, values: dict, *, steps=None,
                  diverged_at: int | None = None, fp_warnings=(), first_step: int = 0):
         self.explorer = explorer
@@ -443,8 +445,6 @@ class ExplorerRun(Record):
 
     def __contains__(self, key: str) -> bool:
         return key in self.keys()
-
-    _FIELDS = ("steps", "diverged_at", "fp_warnings")  # attributes, not items
 
     def __getitem__(self, key: str):
         if key == "loss":

@@ -18,6 +18,7 @@ import numpy as np
 from .._checks import DIVERGE_FACTOR, divergence_limit, is_diverged  # noqa: F401
 from .._checks import check_bool, check_choice, check_int  # noqa: F401  (the explorers import their checks from here)
 from .._checks import check_number as check_float  # noqa: F401
+from ..plotting import superscript
 
 
 @contextmanager
@@ -92,19 +93,17 @@ def metrics_table(rows: list[tuple[str, str]], note: str | None = None) -> str:
     return out
 
 
-def diverged_note(result) -> str:
-    """``"diverged at step t"`` for a run record that diverged, else ``""``."""
-    return "" if result.diverged_at is None else f"diverged at step {result.diverged_at}"
+def diverged_note(step: int | None, what: str = "") -> str:
+    """``"diverged at step t"`` (``what`` first, e.g. ``"constant lr"``), or ``""`` when ``step`` is None."""
+    return "" if step is None else f"{what} diverged at step {step}".lstrip()
 
 
 def status_note(result) -> str | None:
     """The warning line of an explorer's run record: divergence and any floating-point trouble met."""
-    parts = []
-    if result.diverged_at is not None:
-        parts.append(diverged_note(result))
+    parts = [diverged_note(result.diverged_at)]
     if result.fp_warnings:
         parts.append("numpy reported: " + ", ".join(result.fp_warnings))
-    return "; ".join(parts) or None
+    return "; ".join(p for p in parts if p) or None
 
 
 def decade_limits(*arrays, floor_ratio: float = 1e-14) -> tuple[float, float]:
@@ -137,8 +136,6 @@ def _decade_label(value, pos=None) -> str:
     exponent = np.log10(value)
     if abs(exponent - round(exponent)) > 1e-9:
         return ""
-    from ..plotting import superscript
-
     return "10" + superscript(round(exponent))
 
 

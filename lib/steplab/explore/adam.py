@@ -287,7 +287,7 @@ class _AdamView:
         else:
             self.path.set_data(np.arange(traj.shape[0]), traj[:, 0])
             self.loss.set_data(np.arange(1, r["average_regret"].size + 1), r["average_regret"])
-        self.banner.set_text(diverged_note(r))
+        self.banner.set_text(diverged_note(r.diverged_at))
         name = ("AMSGrad" if r["amsgrad"] else "Adam") + ("" if r["bias_correction"] else ", no bias correction")
         if not self.live:
             if r["problem"] == "reddi":
@@ -372,14 +372,14 @@ ADAM_WEB_GRID = {
 _WEB_POINTS = {"badly_scaled": 67, "reddi": 86}
 
 
-def _adam_columns(r: dict) -> dict:
+def _adam_columns(r: ExplorerRun) -> dict:
     from .web import thin
 
     name = ("AMSGrad" if r["amsgrad"] else "Adam") + ("" if r["bias_correction"] else ", no bias correction")
     traj, eff = r["trajectory"], r["effective_step"]
     points = _WEB_POINTS[r["problem"]]
     te = thin(eff.shape[0], points)
-    cols = {"te": te + 1, "s1": eff[te, 0], "note": diverged_note(r)}
+    cols = {"te": te + 1, "s1": eff[te, 0], "note": diverged_note(r.diverged_at)}
     if r["problem"] == "badly_scaled":
         t = thin(traj.shape[0], points)
         cols.update(t=t, x=traj[t, 0], y=traj[t, 1], loss=r["loss"][t], s2=eff[te, 1],

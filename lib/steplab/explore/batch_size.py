@@ -279,7 +279,7 @@ class _BatchSizeView:
         changed |= set_limits(self.ax_var, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_dist, "y", decade_limits([1e-4, 10.0 * dist[0]]))
         changed |= set_limits(self.ax_var, "y", decade_limits([1e-3, 30.0]))
-        self.banner.set_text(diverged_note(r))
+        self.banner.set_text(diverged_note(r.diverged_at))
         if not self.live:
             self.ax_cloud.set_title(f"\u03b7 = {r['eta']:g}, B = {r['batch_size']}", fontsize="medium")
             self.ax_dist.set_title(
@@ -337,7 +337,7 @@ _WEB_PATHS = 6
 _WEB_POINTS = 51
 
 
-def _batch_size_columns(r: dict) -> dict:
+def _batch_size_columns(r: ExplorerRun) -> dict:
     from .web import thin
 
     paths = r["trajectories"][:_WEB_PATHS]
@@ -363,7 +363,7 @@ def _batch_size_columns(r: dict) -> dict:
         "title": f"η = {r['eta']:g}, B = {r['batch_size']}",
         "ball_title": f"ball: measured {fmt(r['ball_measured'], 3)}, theory {fmt(r['ball_predicted'], 3)}",
         "var_title": f"variance / σ² = {fmt(r['variance_ratio'], 3)} (1/B = {fmt(1 / r['batch_size'], 3)})",
-        "note": diverged_note(r),
+        "note": diverged_note(r.diverged_at),
     }
 
 

@@ -266,7 +266,7 @@ class _MomentumView:
         f0 = r["loss"][0]
         changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_loss, "y", decade_limits([f0 * 1e-14, f0 * DIVERGE_FACTOR * 10]))
-        self.banner.set_text(diverged_note(r))
+        self.banner.set_text(diverged_note(r.diverged_at))
         if not self.live:
             self.ax_path.set_title(f"\u03b7 = {r['eta'] * r['L']:.2f}/L, \u03b2 = {r['beta']:.2f}", fontsize="medium")
             self.ax_loss.set_title(f"rate \u03c1 = {fmt(r['rate_theory'])} (GD {fmt(r['rate_gd'])})", fontsize="medium")
@@ -332,7 +332,7 @@ def momentum_static(settings=((1.0, 0.0), (1.0, 0.8), "optimal"), kappa: float =
 MOMENTUM_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 17) * 0.25, 2).tolist()), "beta": tuple(np.round(np.arange(20) * 0.05, 2).tolist())}
 
 
-def _momentum_columns(r: dict) -> dict:
+def _momentum_columns(r: ExplorerRun) -> dict:
     return {
         "t": np.arange(r["loss"].size),
         "x": r["trajectory"][:, 0],
@@ -340,7 +340,7 @@ def _momentum_columns(r: dict) -> dict:
         "loss": r["loss"],
         "title": f"η = {r['eta'] * r['L']:.2f}/L, β = {r['beta']:.2f}",
         "rate_title": f"rate ρ = {fmt(r['rate_theory'])} (GD {fmt(r['rate_gd'])})",
-        "note": diverged_note(r),
+        "note": diverged_note(r.diverged_at),
     }
 
 

@@ -198,12 +198,7 @@ class _ScheduleView:
         changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         changed |= set_limits(self.ax_lr, "y", (0.0, _nice_ceiling(max(r["peak_lr"], float(r["lr"].max())))))
         changed |= set_limits(self.ax_loss, "y", decade_limits([1e-4, 10.0 * sub[0, 0]]))
-        notes = []
-        if r.diverged_at is not None:
-            notes.append(diverged_note(r))
-        if r["constant_diverged_at"] is not None:
-            notes.append(f"constant lr diverged at step {r['constant_diverged_at']}")
-        self.banner.set_text("; ".join(notes))
+        self.banner.set_text(_divergence_notes(r))
         if not self.live:
             self.ax_lr.set_title(f"{r['kind']}, peak {r['peak_lr']:g}", fontsize="medium")
             self.ax_loss.set_title(f"final f \u2212 f*: {fmt(r['final'], 3)} (constant {fmt(r['constant_final'], 3)})", fontsize="medium")
@@ -274,22 +269,23 @@ SCHEDULE_WEB_GRID = {
 _WEB_POINTS = 61
 
 
-def _schedule_columns(r: dict) -> dict:
+def _divergence_notes(r: ExplorerRun) -> str:
+    """Which of the two runs (the schedule's, the constant-lr baseline's) diverged, and when."""
+    notes = (diverged_note(r.diverged_at), diverged_note(r["constant_diverged_at"], "constant lr"))
+    return "; ".join(n for n in notes if n)
+
+
+def _schedule_columns(r: ExplorerRun) -> dict:
     from .web import thin
 
     t = thin(r.settings["steps"], _WEB_POINTS)
     sub, const = r["suboptimality"].mean(axis=0), r["constant_suboptimality"].mean(axis=0)
     ts, tc = thin(sub.size, _WEB_POINTS), thin(const.size, _WEB_POINTS)
-    notes = []
-    if r.diverged_at is not None:
-        notes.append(diverged_note(r))
-    if r["constant_diverged_at"] is not None:
-        notes.append(f"constant lr diverged at step {r['constant_diverged_at']}")
     return {
         "t": t, "lr": r["lr"][t], "ts": ts, "sub": sub[ts], "tc": tc, "const": const[tc],
         "title": f"{r['kind']}, peak {r['peak_lr']:g}, T = {r.settings['steps']}",
         "final_title": f"final f − f*: {fmt(r['final'], 3)} (constant {fmt(r['constant_final'], 3)})",
-        "note": "; ".join(notes),
+        "note": _divergence_notes(r),
     }
 
 

@@ -176,7 +176,7 @@ class _StepSizeView:
         changed |= set_limits(self.ax_loss, "x", (0, r.settings["steps"]))
         f0 = r["loss"][0]
         changed |= set_limits(self.ax_loss, "y", decade_limits([f0 * 1e-14, f0 * DIVERGE_FACTOR * 10]))
-        note = diverged_note(r)
+        note = diverged_note(r.diverged_at)
         self.banner_path.set_text(note)
         self.banner_loss.set_text(note)
         if self.live:
@@ -234,8 +234,8 @@ def step_size_static(etas=(0.5, 1.9, 2.0, 2.1), kappa: float = 10.0):
 STEP_SIZE_WEB_GRID = {"eta": tuple(np.round(np.arange(1, 26) * 0.1, 2).tolist()), "kappa": (1.0, 3.0, 10.0, 30.0, 100.0)}
 
 
-def _step_size_columns(r: dict) -> dict:
-    note = diverged_note(r)
+def _step_size_columns(r: ExplorerRun) -> dict:
+    note = diverged_note(r.diverged_at)
     return {
         "t": np.arange(r["loss"].size),
         "x": r["trajectory"][:, 0],
