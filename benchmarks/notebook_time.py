@@ -38,8 +38,9 @@ def run_notebook(path: Path) -> tuple[float, float, str]:
                 continue
             t = time.perf_counter()
             client.execute_cell(cell, index)
-            if time.perf_counter() - t > slowest:
-                slowest, slowest_src = time.perf_counter() - t, cell.source.splitlines()[0][:60]
+            seconds = time.perf_counter() - t
+            if seconds > slowest:
+                slowest, slowest_src = seconds, cell.source.splitlines()[0][:60]
     return time.perf_counter() - t0, slowest, slowest_src
 
 

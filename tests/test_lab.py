@@ -45,12 +45,11 @@ ALL_RAN_JS = f"() => {{ const p = ({PROMPTS_JS})(); return p.length > 0 && p.eve
 ERRORS_JS = """() => [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
     .map(e => e.textContent).filter(t => /Traceback \\(most recent call last\\)|^\\w*Error\\b/m.test(t))
     .map(t => t.slice(0, 300))"""
-# The quiz's text without its typeset formulas: what is left must hold no TeX delimiter.
-QUIZ_RAW_JS = """() => [...document.querySelectorAll('.Quiz')].map(q => {
-    const c = q.cloneNode(true);
-    c.querySelectorAll('mjx-container').forEach(e => e.remove());
-    return c.textContent;
-}).filter(t => /\\\\\\(|\\\\\\[|\\$/.test(t)).map(t => t.slice(0, 200))"""
+# An element's text with its typeset formulas (MathJax's mjx-container) taken out: what is
+# left must hold no TeX delimiter (TEX).
+UNTYPESET_JS = ("(el => { const c = el.cloneNode(true); "
+                "c.querySelectorAll('mjx-container').forEach(e => e.remove()); return c.textContent; })")
+QUIZ_TEXT_JS = f"() => [...document.querySelectorAll('.Quiz')].map({UNTYPESET_JS})"
 
 
 # The explorer's figure (an ipywidgets Image, PNG bytes from the kernel), as a digest of its bytes.
@@ -61,10 +60,9 @@ FIGURE_DIGEST_JS = """async () => {
     const digest = await crypto.subtle.digest('SHA-256', bytes);
     return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, '0')).join('');
 }"""
-# Each quiz's feedback with its typeset formulas removed: no TeX delimiter may be left.
-FEEDBACK_JS = """i => { const fb = document.querySelectorAll('.Quiz')[i].querySelector('.Feedback');
-    const c = fb.cloneNode(true); c.querySelectorAll('mjx-container').forEach(e => e.remove());
-    return {text: c.textContent, typeset: fb.querySelectorAll('mjx-container').length}; }"""
+# Quiz i's feedback: its text outside typeset formulas, and how many formulas are typeset.
+FEEDBACK_JS = f"""i => {{ const fb = document.querySelectorAll('.Quiz')[i].querySelector('.Feedback');
+    return {{text: {UNTYPESET_JS}(fb), typeset: fb.querySelectorAll('mjx-container').length}}; }}"""
 TEX = re.compile(r"\\\(|\\\[|\$")
 
 
@@ -269,7 +267,7 @@ def test_lesson_runs_in_the_lab(path, lab, browser):
                                timeout=20_000)
         page.wait_for_function("() => document.querySelectorAll('.Quiz mjx-container').length > 0", timeout=20_000)
         page.wait_for_timeout(800)  # jupyterquiz typesets 500 ms after drawing
-        untypeset = page.evaluate(QUIZ_RAW_JS)
+        untypeset = [t[:200] for t in page.evaluate(QUIZ_TEXT_JS) if TEX.search(t)]
         assert not untypeset, f"{path}: skill-check formulas left as raw TeX: {untypeset[:2]}"
         # jupyterlab-myst draws the markdown cells (.myst) and typesets their math with KaTeX.
         markdown_raw = page.evaluate("""() => [...document.querySelectorAll('.jp-MarkdownCell .myst')]
